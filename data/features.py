@@ -1,0 +1,210 @@
+"""Image features from a pretrained CNN, extracted once per fingerprint and cached on disk.
+
+The fingerprint covers the image bytes, the encoder name, the input size and the weights, so a
+sweep (and every later run) reuses one extraction, and changing any of those re-extracts.
+
+Why standardise before storing: with random weights (the offline fallback) EfficientNet-B0's
+activations are around 1e-5; in float16 they collapse to a few thousand distinct values and carry
+no signal. Standardised per channel with *training-split* statistics they keep it (see DESIGN.md),
+so features are stored as ``(x - mean_train) / std_train`` in float16, whatever the weights.
+
+Extraction is resumable: raw float32 features are written batch by batch into a memory-mapped
+file with a progress record, so an interruption or a bad image never loses the extracted part.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+RANDOM_WEIGHTS_WARNING = ("image encoder has RANDOM weights: ImageNet weights were not available "
+                          "(no network and no local weights file). Features still carry signal "
+                          "after standardisation, but results are not comparable to the paper's.")
+
+
+class ImageError(ValueError):
+    """An image could not be read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Which CNN turns an image into L x D vectors.
+
+    ``weights``: ``"imagenet"`` (Keras downloads or reuses ~/.keras/models), a path to a local
+    weights file, or ``None`` for random weights. ``fallback_to_random``: when ImageNet weights
+    cannot be had, continue with random weights and a loud warning instead of failing.
+    """
+
+    name: str = "EfficientNetB0"
+    image_size: int = 224
+    weights: str | None = "imagenet"
+    fallback_to_random: bool = True
+
+
+def build_encoder(spec: EncoderSpec):
+    """Return ``(model, preprocess_fn, weights_used, warning)`` for a keras.applications CNN."""
+    import keras  # imported here so the cohort code runs without TensorFlow loaded
+
+    try:
+        constructor = getattr(keras.applications, spec.name)
+    except AttributeError:
+        raise ValueError(f"encoder name {spec.name!r} is not a keras.applications model "
+                         f"(e.g. 'EfficientNetB0', 'ResNet50', 'DenseNet121')") from None
+    preprocess = importlib.import_module(constructor.__module__).preprocess_input
+    shape = (spec.image_size, spec.image_size, 3)
+
+    def make(weights):
+        return constructor(include_top=False, weights=weights, input_shape=shape)
+
+    if spec.weights is None:
+        return make(None), preprocess, "random", RANDOM_WEIGHTS_WARNING
+    if spec.weights != "imagenet":
+        path = Path(spec.weights)
+        if not path.exists():
+            raise FileNotFoundError(f"encoder weights file {path} does not exist")
+        model = make(None)
+        model.load_weights(str(path))
+        return model, preprocess, f"file:{path.name}", None
+    try:
+        return make("imagenet"), preprocess, "imagenet", None
+    except Exception as exc:  # no network: urllib raises URLError / OSError / Exception
+        if not spec.fallback_to_random:
+            raise RuntimeError(f"could not load ImageNet weights for {spec.name}: {exc}") from exc
+        warnings.warn(RANDOM_WEIGHTS_WARNING, stacklevel=2)
+        log.warning("%s (%s)", RANDOM_WEIGHTS_WARNING, exc)
+        return make(None), preprocess, "random", RANDOM_WEIGHTS_WARNING
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """Read a grayscale X-ray as float32 (size, size, 3) in 0-255, the CNN's expected range."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L").resize((size, size), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.float32)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: image file not found") from None
+    except Exception as exc:
+        raise ImageError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    return np.repeat(arr[:, :, None], 3, axis=2)
+
+
+def fingerprint(image_paths, spec: EncoderSpec) -> str:
+    """Hash of the image contents and the encoder settings that determine the features."""
+    h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
+    if spec.weights not in (None, "imagenet") and Path(spec.weights).exists():
+        h.update(hashlib.sha256(Path(spec.weights).read_bytes()).digest())
+    for p in image_paths:
+        h.update(Path(p).name.encode())
+        try:
+            h.update(hashlib.sha1(Path(p).read_bytes()).digest())
+        except OSError:
+            h.update(b"<missing>")  # a missing file is reported (or skipped) during extraction
+    return h.hexdigest()[:20]
+
+
+@dataclass
+class FeatureCache:
+    """A finished extraction: standardised float16 features for every readable image."""
+
+    directory: Path
+    meta: dict
+
+    @property
+    def features(self) -> np.ndarray:
+        """(N, L, D) float16 memory map, rows in the order of the image list; skipped rows are 0."""
+        return np.load(self.directory / "features.npy", mmap_mode="r")
+
+    @property
+    def skipped(self) -> list[int]:
+        return self.meta["skipped"]
+
+
+def extract_features(image_paths, train_mask, spec: EncoderSpec, cache_root: str | Path, *,
+                     on_bad_image: str = "raise", batch_size: int = 32,
+                     progress: bool = True) -> FeatureCache:
+    """Extract (or reuse) features for ``image_paths``; standardise with rows where ``train_mask``.
+
+    ``on_bad_image``: ``"raise"`` stops with an :class:`ImageError` naming the file (what was
+    extracted so far is kept and the next call resumes), ``"skip"`` records the row as skipped.
+    """
+    if on_bad_image not in ("raise", "skip"):
+        raise ValueError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
+    image_paths = [str(p) for p in image_paths]
+    train_mask = np.asarray(train_mask, dtype=bool)
+    directory = Path(cache_root) / fingerprint(image_paths, spec)
+    if (directory / "meta.json").exists():
+        log.info("feature cache hit: %s", directory)
+        return FeatureCache(directory, json.loads((directory / "meta.json").read_text()))
+    directory.mkdir(parents=True, exist_ok=True)
+
+    model, preprocess, weights_used, warning = build_encoder(spec)
+    h, w, d = model.output_shape[1:]
+    raw_path, progress_path = directory / "raw.f32.npy", directory / "progress.json"
+    state = json.loads(progress_path.read_text()) if progress_path.exists() else {"done": 0, "skipped": []}
+    raw = np.lib.format.open_memmap(raw_path, mode="r+" if raw_path.exists() and state["done"] else "w+",
+                                    dtype=np.float32, shape=(len(image_paths), h * w, d))
+    bar = tqdm(total=len(image_paths), initial=state["done"], desc=f"{spec.name} features",
+               unit="img", disable=not progress)
+    while state["done"] < len(image_paths):
+        start = state["done"]
+        rows = range(start, min(start + batch_size, len(image_paths)))
+        images, ok = [], []
+        for i in rows:
+            try:
+                images.append(load_image(image_paths[i], spec.image_size))
+                ok.append(i)
+            except ImageError:
+                if on_bad_image == "raise":
+                    raise
+                state["skipped"].append(i)
+        if images:
+            out = model.predict_on_batch(preprocess(np.stack(images)))
+            raw[ok] = np.asarray(out, dtype=np.float32).reshape(len(ok), h * w, d)  # (B, L, D)
+        raw.flush()
+        state["done"] = rows.stop
+        progress_path.write_text(json.dumps(state))  # after the flush: never claims unwritten rows
+        bar.update(len(rows))
+    bar.close()
+
+    usable = train_mask.copy()
+    usable[state["skipped"]] = False
+    if not usable.any():
+        raise ValueError("no readable training image to compute the feature statistics from")
+    mean, std = _channel_stats(raw, np.flatnonzero(usable))
+    final = np.lib.format.open_memmap(directory / "features.tmp.npy", mode="w+", dtype=np.float16,
+                                      shape=raw.shape)
+    for s in range(0, len(raw), 256):
+        final[s:s + 256] = (raw[s:s + 256] - mean) / std
+    final[state["skipped"]] = 0
+    final.flush()
+    del final
+    (directory / "features.tmp.npy").replace(directory / "features.npy")
+    np.savez(directory / "stats.npz", mean=mean, std=std)
+    meta = {"encoder": asdict(spec), "weights_used": weights_used, "warning": warning,
+            "n": len(image_paths), "tokens": h * w, "dim": d, "skipped": sorted(state["skipped"]),
+            "skipped_files": [image_paths[i] for i in sorted(state["skipped"])]}
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2))  # written last: marks done
+    del raw
+    raw_path.unlink()
+    progress_path.unlink()
+    return FeatureCache(directory, meta)
+
+
+def _channel_stats(raw: np.ndarray, rows: np.ndarray, chunk: int = 256):
+    """Per-channel mean and std over the given rows and all L positions, in float64 chunks."""
+    total, sq, count = 0.0, 0.0, 0
+    for s in range(0, len(rows), chunk):
+        x = np.asarray(raw[rows[s:s + chunk]], dtype=np.float64).reshape(-1, raw.shape[-1])
+        total, sq, count = total + x.sum(0), sq + (x ** 2).sum(0), count + len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean ** 2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-12).astype(np.float32)

@@ -1,0 +1,317 @@
+"""Data: synthetic cohort, MIMIC builder, preprocessing, cached features, input pipeline."""
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data import features as features_mod
+from data.cohort import balanced_subset, label_group, split_by_patient
+from data.dataset import PreparedDataset, prepare
+from data.features import EncoderSpec, ImageError, extract_features
+from data.mimic import MimicError, build, extract_section, study_datetime
+from data.preprocess import (VITAL_BOUNDS, Preprocessor, clean_vitals, decode_ordinal,
+                             encode_ordinal)
+from data.schema import FINDINGS, CohortError, read_cohort, validate
+from data.synthetic import generate, render_image, sample_records
+from data.text import Tokenizer, join_words, normalize_field, report_words
+
+from .conftest import TINY_ENCODER
+from .mimic_fixture import EXPECTED_DROPS, EXPECTED_KEPT, write_fixture
+
+
+# ---- synthetic cohort ---------------------------------------------------------------------------
+def test_generator_is_deterministic_for_a_seed(tmp_path):
+    a, b, c = (generate(tmp_path / name, n=30, seed=seed, image_size=32)
+               for name, seed in (("a", 1), ("b", 1), ("c", 2)))
+    pa, pb, pc = (pd.read_parquet(p) for p in (a, b, c))
+    pd.testing.assert_frame_equal(pa, pb)
+    assert not pa["report"].equals(pc["report"])
+    digest = lambda d: hashlib.sha1((d / "images" / "syn1-000001.png").read_bytes()).hexdigest()
+    found = [p for p in (tmp_path / "a" / "images").iterdir()][0].name
+    assert (tmp_path / "a" / "images" / found).read_bytes() == (tmp_path / "b" / "images" / found).read_bytes()
+
+
+def _row(**on):
+    row = {f: 0 for f in FINDINGS}
+    row.update(on)
+    row["side"] = "right"
+    return row
+
+
+@pytest.mark.parametrize("finding, region", [
+    ("Cardiomegaly", (slice(125, 150), slice(70, 90))),      # beside the normal heart border
+    ("Pleural Effusion", (slice(130, 150), slice(40, 100))),  # right lung base (image left)
+    ("Edema", (slice(60, 140), slice(80, 100))),             # perihilar right lung
+    ("Consolidation", (slice(100, 135), slice(55, 80))),     # right mid/lower zone
+    ("Atelectasis", (slice(130, 152), slice(40, 95))),       # right base
+])
+def test_each_finding_brightens_its_region(finding, region):
+    normal = render_image(_row(), 224, np.random.default_rng(7)).astype(float)
+    abnormal = render_image(_row(**{finding: 1}), 224, np.random.default_rng(7)).astype(float)
+    assert abnormal[region].mean() > normal[region].mean() + 8, finding
+
+
+def test_cohort_follows_schema_and_splits_by_patient(tiny_cohort):
+    df = read_cohort(tiny_cohort)
+    assert len(df) == 60 and set(df["split"]) == {"train", "validate", "test"}
+    assert df.groupby("subject_id")["split"].nunique().max() == 1
+    assert df["acuity"].between(1, 5).all()
+    assert df["report"].str.contains("pneumothorax|effusion", case=False).any()
+
+
+def test_pool_is_skewed_and_balanced_subset_evens_it():
+    pool = sample_records(3000, np.random.default_rng(0))
+    normal_share = (pool[list(FINDINGS)].sum(axis=1) == 0).mean()
+    assert normal_share > 0.55
+    pool["subject_id"] = np.arange(len(pool))
+    pool["sample_id"] = pool["subject_id"]
+    available = label_group(pool).groupby(pool["sample_id"]).first()
+    subset = balanced_subset(pool, 600, seed=0)
+    taken = available.loc[subset["sample_id"]].value_counts()
+    avail = available.value_counts()
+    assert len(subset) == 600
+    for group, count in taken.items():  # equal quotas, unless a stratum ran out
+        assert count == avail[group] or count >= taken.max() - 1, (group, count)
+    assert (subset[list(FINDINGS)].sum(axis=1) == 0).mean() < 0.25
+
+
+def test_vitals_follow_the_findings():
+    pool = sample_records(4000, np.random.default_rng(1))
+    clean, _ = clean_vitals(pool)
+    assert clean.loc[pool["Edema"] == 1, "o2sat"].mean() < clean.loc[pool["Edema"] == 0, "o2sat"].mean() - 2
+    assert clean.loc[pool["Consolidation"] == 1, "temperature"].mean() > 99.5
+    assert pool["chief_complaint"].isin(["sob", "cp", "s/p fall", "abd pain"]).any()
+    assert pool["report"].duplicated().sum() > 100  # duplicates across patients, as in MIMIC
+
+
+def test_split_by_patient_hits_fractions():
+    df = pd.DataFrame({"subject_id": np.repeat(np.arange(400), 2)})
+    sizes = split_by_patient(df, seed=0).value_counts()
+    assert abs(sizes["train"] - 560) <= 2 and abs(sizes["validate"] - 160) <= 2
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_by_patient(df, {"train": 0.5, "test": 0.1})
+
+
+# ---- preprocessing ------------------------------------------------------------------------------
+def test_cleaning_catches_planted_implausible_values():
+    pool = sample_records(2000, np.random.default_rng(2))
+    _, counts = clean_vitals(pool)
+    assert counts["temperature"] == (pool["temperature"] == 67.0).sum() > 0
+    assert counts["heartrate"] == (pool["heartrate"] == 0).sum() > 0
+    assert counts["sbp"] == (pool["sbp"] == 999).sum() > 0
+    for v, (lo, hi) in VITAL_BOUNDS.items():
+        kept = clean_vitals(pool)[0][v].dropna()
+        assert kept.between(lo, hi).all()
+
+
+def test_scaling_uses_training_statistics_only(tiny_cohort):
+    df = read_cohort(tiny_cohort)
+    train, val = df[df["split"] == "train"], df[df["split"] == "validate"].copy()
+    pre = Preprocessor.fit(train)
+    assert pre.vital_max["heartrate"] == clean_vitals(train)[0]["heartrate"].max()
+    val["heartrate"] = 240.0  # plausible but above the training max
+    out = pre.vitals(val)
+    assert np.allclose(out[:, 1], 1.0)  # clipped at the training max, not refitted
+    refit = Preprocessor.fit(train)
+    assert refit.to_dict()["vital_max"] == pre.to_dict()["vital_max"]
+    missing = val.copy()
+    missing["o2sat"] = np.nan
+    enc = pre.vitals(missing)
+    assert np.all(enc[:, 6] == 1)  # indicator set
+    median = (pre.vital_median["o2sat"] - pre.vital_min["o2sat"]) / (pre.vital_max["o2sat"] - pre.vital_min["o2sat"])
+    assert np.allclose(enc[:, 0], median)
+
+
+def test_categoricals_have_unknown_bucket(tiny_cohort):
+    df = read_cohort(tiny_cohort)
+    pre = Preprocessor.fit(df[df["split"] == "train"])
+    odd = df.head(2).copy()
+    odd["gender"] = ["X", None]
+    enc = pre.categoricals(odd)
+    n_gender = len(pre.categories["gender"])
+    assert enc[:, :n_gender].argmax(1).tolist() == [n_gender - 1] * 2
+    assert enc.sum(1).tolist() == [2.0, 2.0]
+
+
+def test_ordinal_encoding_round_trips():
+    levels = np.array([1, 2, 3, 4, 5])
+    enc = encode_ordinal(levels)
+    assert enc.tolist()[0] == [0, 0, 0, 0] and enc.tolist()[4] == [1, 1, 1, 1]
+    assert enc.tolist()[2] == [1, 1, 0, 0]
+    assert decode_ordinal(enc).tolist() == levels.tolist()
+    with pytest.raises(ValueError, match="1..5"):
+        encode_ordinal([0])
+
+
+def test_text_normalisation_expands_shorthand():
+    assert normalize_field("SOB, CP..  s/p fall") == "shortness of breath chest pain status post fall"
+    assert normalize_field("Abd pain") == "abdominal pain"
+    assert normalize_field("cpr") == "cpr"  # whole words only
+    assert normalize_field(None) == ""
+
+
+def test_tokenizers_round_trip():
+    reports = ["The heart is enlarged. No effusion.", "The lungs are clear."]
+    tok = Tokenizer.fit((report_words(r) for r in reports), max_vocab=50, max_length=12,
+                        add_start_end=True)
+    ids = tok.encode(report_words(reports[0]))
+    assert ids[0] == tok.start_id and len(ids) == 12
+    assert join_words(tok.decode(ids)) == "the heart is enlarged. no effusion."
+    assert Tokenizer.from_dict(json.loads(json.dumps(tok.to_dict()))) == tok
+    assert tok.decode(tok.encode(["unseen"])) == ["<unk>"]
+
+
+# ---- MIMIC builder ------------------------------------------------------------------------------
+@pytest.mark.parametrize("gzip", [True, False])
+def test_mimic_fixture_builds_expected_cohort(tmp_path, gzip):
+    cxr, ed = write_fixture(tmp_path, gzip=gzip)
+    report = build(cxr, ed, tmp_path / "out", n=100)
+    for reason, count in EXPECTED_DROPS.items():
+        assert report["dropped"][reason] == count, reason
+    assert report["selected"] == EXPECTED_KEPT
+    df = read_cohort(tmp_path / "out")
+    assert df.groupby("subject_id")["split"].nunique().max() == 1
+    row = df.set_index("sample_id").loc["s50000001"]
+    assert row["image_path"].endswith("d50000001-0.jpg")  # PA preferred over AP and lateral
+    assert row["icd_title"] == "SHORTNESS OF BREATH"       # first-sequence diagnosis
+    assert row["report"] == "The lungs are clear. No pleural effusion."
+    assert (row["Cardiomegaly"], row["Edema"]) == (1, 0)   # uncertain -> negative by default
+    assert df.set_index("sample_id").loc["s50000004", "report"] == "Small left effusion."
+    assert "s50000008" in set(df["sample_id"])             # AP-only, fractional StudyTime
+
+
+def test_mimic_label_policy_and_time_parsing(tmp_path):
+    cxr, ed = write_fixture(tmp_path)
+    build(cxr, ed, tmp_path / "out", uncertain="positive")
+    assert read_cohort(tmp_path / "out").set_index("sample_id").loc["s50000001", "Edema"] == 1
+    t = study_datetime(pd.Series([21500101]), pd.Series([5012.5]))[0]
+    assert str(t) == "2150-01-01 00:50:12.500000"
+    assert extract_section("FINDINGS: a\n b.\nIMPRESSION: c.") == "a b."
+
+
+def test_mimic_bad_inputs_name_the_file(tmp_path):
+    cxr, ed = write_fixture(tmp_path)
+    triage = ed / "ed" / "triage.csv.gz"
+    pd.read_csv(triage).drop(columns=["acuity"]).to_csv(triage, index=False)
+    with pytest.raises(MimicError, match=r"triage.csv.gz: missing column\(s\) \['acuity'\]"):
+        build(cxr, ed, tmp_path / "out")
+    triage.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(MimicError, match="triage.csv.gz: unreadable CSV"):
+        build(cxr, ed, tmp_path / "out")
+    triage.unlink()
+    with pytest.raises(MimicError, match="triage.csv.gz: file not found"):
+        build(cxr, ed, tmp_path / "out")
+
+
+def test_cohort_validation_names_the_column(tmp_path, tiny_cohort):
+    df = pd.read_parquet(tiny_cohort / "cohort.parquet")
+    with pytest.raises(CohortError, match=r"missing column\(s\) \['report'\]"):
+        validate(df.drop(columns=["report"]), "x.parquet")
+    bad = df.copy()
+    bad.loc[0, "acuity"] = 7
+    with pytest.raises(CohortError, match="'acuity' must be 1..5"):
+        validate(bad, "x.parquet")
+    (tmp_path / "cohort.parquet").write_text("not parquet")
+    with pytest.raises(CohortError, match="unreadable Parquet"):
+        read_cohort(tmp_path)
+
+
+# ---- features and pipeline ----------------------------------------------------------------------
+def _count_builds(monkeypatch):
+    calls = []
+    real = features_mod.build_encoder
+
+    def counting(spec):
+        calls.append(spec)
+        return real(spec)
+
+    monkeypatch.setattr(features_mod, "build_encoder", counting)
+    return calls
+
+
+def test_feature_cache_hit_and_invalidation(tmp_path, tiny_cohort, monkeypatch):
+    df = read_cohort(tiny_cohort).head(12)
+    calls = _count_builds(monkeypatch)
+    spec = EncoderSpec(weights=None, image_size=32)
+    first = extract_features(df["image_path"], df["split"] == "train", spec, tmp_path, progress=False)
+    again = extract_features(df["image_path"], df["split"] == "train", spec, tmp_path, progress=False)
+    assert len(calls) == 1 and again.directory == first.directory
+    assert first.features.dtype == np.float16 and first.features.shape == (12, 1, 1280)
+    train = first.features[np.flatnonzero(df["split"] == "train")].astype(np.float32)
+    assert abs(train.mean()) < 0.05  # standardised with training statistics
+    assert first.meta["weights_used"] == "random" and "RANDOM" in first.meta["warning"]
+    extract_features(df["image_path"], df["split"] == "train", EncoderSpec(weights=None, image_size=64),
+                     tmp_path, progress=False)
+    assert len(calls) == 2
+
+
+def test_corrupt_image_names_file_and_keeps_progress(tmp_path, tiny_cohort):
+    df = read_cohort(tiny_cohort).head(10)
+    paths = list(df["image_path"])
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    paths[5] = str(bad)
+    spec = EncoderSpec(weights=None, image_size=32)
+    with pytest.raises(ImageError, match="broken.png: cannot read image"):
+        extract_features(paths, df["split"] == "train", spec, tmp_path / "c", batch_size=2, progress=False)
+    progress = json.loads(next((tmp_path / "c").glob("*/progress.json")).read_text())
+    assert progress["done"] == 4  # two finished batches kept on disk for the next attempt
+    cache = extract_features(paths, df["split"] == "train", spec, tmp_path / "c", batch_size=2,
+                             on_bad_image="skip", progress=False)
+    assert cache.skipped == [5] and cache.meta["skipped_files"] == [str(bad)]
+
+
+def test_prepared_dataset_arrays_and_tf_pipeline(tiny_dataset):
+    train = tiny_dataset.split("train")
+    n = len(train["sample_id"])
+    assert train["image_features"].shape == (n, 4, 1280)
+    assert train["vitals"].shape == (n, 12) and train["ordinal"].shape == (n, 4)
+    assert train["findings"].shape == (n, 5) and train["report_ids"].shape == (n, 40)
+    reloaded = PreparedDataset.load(tiny_dataset.directory)
+    assert reloaded.preprocessor.to_dict() == tiny_dataset.preprocessor.to_dict()
+    inputs, targets = next(iter(tiny_dataset.tf_dataset("train", 8)))
+    assert tuple(inputs["image_features"].shape) == (8, 4, 1280)
+    assert np.allclose(inputs["image_features"].numpy(), train["image_features"][:8], atol=1e-3)
+    assert tuple(targets["findings"].shape) == (8, 5)
+
+
+def test_prepare_reuses_everything_on_second_call(tiny_cohort, tiny_dataset, monkeypatch):
+    calls = _count_builds(monkeypatch)
+    again = prepare(tiny_cohort, encoder=TINY_ENCODER, progress=False,
+                    preprocess=tiny_dataset.preprocessor.config)
+    assert calls == [] and again.directory == tiny_dataset.directory
+
+
+@pytest.mark.slow
+def test_finding_signal_survives_random_weight_encoder(tmp_path):
+    """A linear probe on cached random-weight features separates every finding (AUC >= 0.75)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    generate(tmp_path, n=240, seed=1, image_size=128)
+    ds = prepare(tmp_path, encoder=EncoderSpec(weights=None, image_size=128), progress=False)
+    tr, te = ds.split("train"), ds.split("validate")
+    aucs = {}
+    for j, finding in enumerate(FINDINGS):
+        clf = LogisticRegression(C=0.1, max_iter=2000).fit(
+            tr["image_features"].reshape(len(tr["findings"]), -1), tr["findings"][:, j])
+        scores = clf.decision_function(te["image_features"].reshape(len(te["findings"]), -1))
+        aucs[finding] = roc_auc_score(te["findings"][:, j], scores)
+    print("linear probe ROC AUC:", {k: round(v, 3) for k, v in aucs.items()})
+    assert min(aucs.values()) >= 0.75, aucs
+
+
+def test_command_lines_write_and_prepare_a_cohort(tmp_path, capsys):
+    from data import prepare as prepare_cli
+    from data import synthetic
+
+    synthetic.main(["--out", str(tmp_path), "--n", "20", "--image-size", "32"])
+    assert "wrote 20 studies" in capsys.readouterr().out
+    prepare_cli.main([str(tmp_path), "--weights", "none", "--image-size", "32"])
+    out = capsys.readouterr().out
+    assert "prepared dataset:" in out and "RANDOM weights" in out
+    with pytest.raises(SystemExit):
+        synthetic.main(["--help"])
+    assert "--image-size" in capsys.readouterr().out
