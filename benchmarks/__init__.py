@@ -1,0 +1,1 @@
+"""Performance measurements: each reports a ratio against a baseline run side by side."""

@@ -1,0 +1,247 @@
+"""The custom training loop (not ``model.fit``, which fails under MultiWorkerMirroredStrategy with
+Keras 3): a compiled step run with ``strategy.run`` and reduced with ``strategy.reduce``.
+
+It works unchanged under the default strategy (one process) and ``MultiWorkerMirroredStrategy``
+(several). Each replica divides its per-example loss sums by the *global* batch size, so summing
+across replicas gives the global-batch mean. Per epoch it records train and validation loss per
+task, the learning rate and the task weights applied; it stops early on the validation loss with
+patience, restores the best weights, and checkpoints every epoch so a restarted run continues with
+identical state.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .config import ModelConfig
+from .losses import task_losses
+from .network import build_model
+from .schedules import WarmupSchedule
+from .weighting import make_weighting
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A task loss became NaN/inf; the run stops before any checkpoint with bad weights is written."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 32              # global batch, split across replicas
+    learning_rate: float = 3e-5       # peak after warmup (paper)
+    warmup_fraction: float = 0.1      # paper: 10 % of steps
+    schedule: str = "constant"        # decay after warmup: constant | linear | cosine | inverse_sqrt
+    clip_norm: float | None = 1.0     # global-norm gradient clipping; None disables
+    patience: int = 10                # paper: 10
+    weighting: str = "static"         # static | uncertainty | dwa
+    weighting_options: dict = field(default_factory=dict)  # e.g. {"alpha": 0.6, "beta": 0.3, ...}
+    seed: int = 0
+
+
+@dataclass
+class FitResult:
+    history: list            # one dict per epoch (see Trainer.fit)
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    train_seconds: float
+
+
+class Trainer:
+    """Owns model, optimizer and weighting for one training run under one strategy."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, dataset, *,
+                 strategy: tf.distribute.Strategy | None = None,
+                 checkpoint_dir: str | Path | None = None):
+        self.model_cfg, self.cfg, self.dataset = model_cfg, train_cfg, dataset
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        n_train = len(dataset.indices("train"))
+        self.batch_size = min(train_cfg.batch_size, n_train)
+        self.steps_per_epoch = n_train // self.batch_size
+        with self.strategy.scope():
+            self.model = build_model(model_cfg, seed=train_cfg.seed)
+            self.weighting = make_weighting(train_cfg.weighting, model_cfg.tasks,
+                                            **train_cfg.weighting_options)
+            self.schedule = WarmupSchedule(train_cfg.learning_rate,
+                                           self.steps_per_epoch * train_cfg.epochs,
+                                           train_cfg.warmup_fraction, train_cfg.schedule)
+            self.optimizer = keras.optimizers.Adam(self.schedule)
+            self.variables = list(self.model.trainable_variables) + list(self.weighting.trainable_variables)
+            self.optimizer.build(self.variables)
+        self._train_step = self._make_train_step()
+        self._eval_step = self._make_eval_step()
+
+    # ---- data ---------------------------------------------------------------------------------
+    def _distributed(self, split: str, epoch: int, training: bool):
+        ds = self.dataset.tf_dataset(split, self.batch_size, shuffle=training,
+                                     seed=self.cfg.seed + epoch, drop_remainder=training)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return self.strategy.experimental_distribute_dataset(ds.with_options(options))
+
+    # ---- compiled steps -----------------------------------------------------------------------
+    def _make_train_step(self):
+        global_batch = float(self.batch_size)
+        clip = self.cfg.clip_norm
+
+        def step(inputs, targets):
+            with tf.GradientTape() as tape:
+                outputs = self.model(inputs, training=True)
+                losses = {t: tf.reduce_sum(v) / global_batch for t, v in task_losses(outputs, targets).items()}
+                total = self.weighting.combine(losses)
+            grads = tape.gradient(total, self.variables)
+            if clip:
+                grads, _ = tf.clip_by_global_norm(grads, clip)
+            self.optimizer.apply_gradients(zip(grads, self.variables))
+            return losses
+
+        @tf.function
+        def train_step(batch):
+            per_replica = self.strategy.run(step, args=batch)
+            return {t: self.strategy.reduce("SUM", v, axis=None) for t, v in per_replica.items()}
+
+        return train_step
+
+    def _make_eval_step(self):
+        def step(inputs, targets):
+            losses = task_losses(self.model(inputs, training=False), targets)
+            sums = {t: tf.reduce_sum(v) for t, v in losses.items()}
+            sums["_count"] = tf.cast(tf.shape(targets["findings"])[0], tf.float32)
+            return sums
+
+        @tf.function
+        def eval_step(batch):
+            per_replica = self.strategy.run(step, args=batch)
+            return {t: self.strategy.reduce("SUM", v, axis=None) for t, v in per_replica.items()}
+
+        return eval_step
+
+    def evaluate(self, split: str = "validate") -> dict:
+        """Mean loss per active task over a split."""
+        total, count = {}, 0.0
+        for batch in self._distributed(split, 0, training=False):
+            sums = self._eval_step(batch)
+            count += float(sums.pop("_count"))
+            for t, v in sums.items():
+                total[t] = total.get(t, 0.0) + float(v)
+        return {t: v / max(count, 1.0) for t, v in total.items()}
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def fit(self, on_epoch_end: Callable[[dict, "Trainer"], None] | None = None) -> FitResult:
+        """Train until ``epochs`` or early stop; resume from ``checkpoint_dir`` when it has one.
+
+        Each history row: ``epoch``, ``train_loss_<task>``, ``val_loss_<task>``, ``val_monitor``,
+        ``lr``, ``weight_<task>`` (the weights applied during that epoch), ``seconds``.
+        """
+        state = self.restore() or {"epoch": 0, "history": [], "best": math.inf, "best_epoch": 0,
+                                   "wait": 0, "train_seconds": 0.0, "stopped_early": False}
+        best_weights = self._load_best() if state["epoch"] else None
+        while state["epoch"] < self.cfg.epochs and not state["stopped_early"]:
+            epoch = state["epoch"] + 1
+            start = time.perf_counter()
+            applied = self.weighting.weights()
+            sums, steps = {}, 0
+            for batch in self._distributed("train", epoch, training=True):
+                losses = {t: float(v) for t, v in self._train_step(batch).items()}
+                steps += 1
+                bad = [t for t, v in losses.items() if not math.isfinite(v)]
+                if bad:
+                    raise NonFiniteLossError(
+                        f"non-finite {bad[0]} loss ({losses[bad[0]]}) at epoch {epoch}, step {steps}; "
+                        f"stopped before writing weights (last good checkpoint: epoch {state['epoch']})")
+                for t, v in losses.items():
+                    sums[t] = sums.get(t, 0.0) + v
+            train = {t: v / max(steps, 1) for t, v in sums.items()}
+            val = self.evaluate("validate")
+            monitor = sum(w * val[t] for t, w in self.weighting.monitor_weights().items())
+            self.weighting.end_epoch(train)
+            row = {"epoch": epoch, **{f"train_loss_{t}": v for t, v in train.items()},
+                   **{f"val_loss_{t}": v for t, v in val.items()}, "val_monitor": monitor,
+                   "lr": float(self.schedule(self.optimizer.iterations - 1)),
+                   **{f"weight_{t}": w for t, w in applied.items()},
+                   "seconds": time.perf_counter() - start}
+            state["history"].append(row)
+            state["train_seconds"] += row["seconds"]
+            state["epoch"] = epoch
+            if monitor < state["best"]:
+                state.update(best=monitor, best_epoch=epoch, wait=0)
+                best_weights = self.model.get_weights()
+            else:
+                state["wait"] += 1
+                state["stopped_early"] = state["wait"] >= self.cfg.patience
+            self.save(state, best_weights)
+            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if k != "epoch"})
+            if on_epoch_end:
+                on_epoch_end(row, self)
+        if best_weights is not None:
+            self.model.set_weights(best_weights)
+        return FitResult(state["history"], state["best_epoch"], state["epoch"],
+                         state["stopped_early"], state["train_seconds"])
+
+    # ---- checkpoints --------------------------------------------------------------------------
+    def save(self, state: dict, best_weights) -> None:
+        """Write ``epoch-<n>/`` then atomically point ``checkpoint.json`` at it; drop older ones."""
+        if self.checkpoint_dir is None:
+            return
+        root = self.checkpoint_dir
+        target = root / f"epoch-{state['epoch']:04d}"
+        tmp = root / f".tmp-{target.name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        np.savez(tmp / "model.npz", *self.model.get_weights())
+        np.savez(tmp / "optimizer.npz", *[v.numpy() for v in self.optimizer.variables])
+        if best_weights is not None:
+            np.savez(tmp / "best.npz", *best_weights)
+        (tmp / "state.json").write_text(json.dumps(
+            {**state, "weighting": self.weighting.get_state(), "train_config": asdict(self.cfg),
+             "model_config": self.model_cfg.to_dict()}))
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        pointer = root / "checkpoint.json"
+        pointer.with_suffix(".tmp").write_text(json.dumps({"latest": target.name}))
+        pointer.with_suffix(".tmp").replace(pointer)
+        for old in root.glob("epoch-*"):
+            if old != target:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def latest_checkpoint(self) -> Path | None:
+        pointer = self.checkpoint_dir / "checkpoint.json" if self.checkpoint_dir else None
+        if not pointer or not pointer.exists():
+            return None
+        return self.checkpoint_dir / json.loads(pointer.read_text())["latest"]
+
+    def restore(self) -> dict | None:
+        """Load model, optimizer and weighting state from the latest checkpoint, if any."""
+        path = self.latest_checkpoint()
+        if path is None:
+            return None
+        state = json.loads((path / "state.json").read_text())
+        self.model.set_weights(_load_list(path / "model.npz"))
+        for var, value in zip(self.optimizer.variables, _load_list(path / "optimizer.npz")):
+            var.assign(value)
+        self.weighting.set_state(state.pop("weighting"))
+        state.pop("train_config"), state.pop("model_config")
+        log.info("resumed from %s (epoch %d)", path, state["epoch"])
+        return state
+
+    def _load_best(self):
+        path = self.latest_checkpoint()
+        return _load_list(path / "best.npz") if path and (path / "best.npz").exists() else None
+
+
+def _load_list(path: Path) -> list:
+    with np.load(path) as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]

@@ -1,0 +1,246 @@
+"""Model: shapes per task subset, causal mask, weighting, schedules, training, checkpoints,
+decoding, serialisation."""
+import itertools
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model.config import TASKS, ModelConfig
+from model.decoding import END_ID, beam_search, greedy_decode, naive_greedy_decode
+from model.layers import (DecoderLayer, FeedForward, MultiHeadAttention, SequenceHead,
+                          UnifiedDataBlock, VisualBlock)
+from model.network import ReportModel, build_model, dummy_inputs
+from model.schedules import WarmupSchedule
+from model.train import NonFiniteLossError, TrainConfig, Trainer
+from model.weighting import make_weighting
+
+SMALL = dict(d_model=24, num_heads=3, ff_dim=32, dropout=0.0)
+
+
+def small_config(**kw):
+    return ModelConfig(image_tokens=4, image_dim=16, n_categoricals=6, field_vocab=30,
+                       report_vocab=40, report_length=12, **{**SMALL, **kw})
+
+
+def random_inputs(cfg, batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = dummy_inputs(cfg, batch)
+    x["image_features"] = rng.normal(size=x["image_features"].shape).astype("float32")
+    x["vitals"] = rng.random(x["vitals"].shape).astype("float32")
+    x["chief_complaint"] = rng.integers(1, 30, (batch, 4)).astype("int32")
+    x["report_ids"] = np.concatenate([np.full((batch, 1), 2), rng.integers(4, 40, (batch, 11))], 1).astype("int32")
+    return x
+
+
+SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(TASKS, r)]
+
+
+@pytest.mark.parametrize("tasks", SUBSETS)
+def test_output_shapes_for_every_task_subset(tasks):
+    cfg = small_config(tasks=tasks)
+    out = build_model(cfg, seed=0)(random_inputs(cfg))
+    expected = {"text": ("text_logits", (3, 11, 40)), "oc": ("oc", (3, 4)), "ml": ("ml", (3, 5))}
+    assert set(out) == {expected[t][0] for t in tasks}
+    for t in tasks:
+        assert tuple(out[expected[t][0]].shape) == expected[t][1]
+    if "oc" in tasks:
+        assert np.all((out["oc"].numpy() > 0) & (out["oc"].numpy() < 1))
+
+
+def test_config_errors_state_the_rule():
+    with pytest.raises(ValueError, match="divisible by num_heads, got d_model=25, num_heads=3"):
+        small_config(d_model=25)
+    with pytest.raises(ValueError, match="tasks must be a non-empty subset"):
+        small_config(tasks=("text", "vqa"))
+
+
+def test_causal_mask_hides_the_future():
+    cfg = small_config()
+    model = build_model(cfg, seed=0)
+    x = random_inputs(cfg)
+    before = model(x)["text_logits"].numpy()
+    x["report_ids"][:, 8] = 5  # change a later token
+    after = model(x)["text_logits"].numpy()
+    np.testing.assert_allclose(before[:, :8], after[:, :8], atol=1e-5)
+    assert not np.allclose(before[:, 8:], after[:, 8:])
+
+
+# ---- weighting and schedules --------------------------------------------------------------------
+LOSSES = {"text": tf.constant(2.0), "oc": tf.constant(1.0), "ml": tf.constant(0.5)}
+
+
+def test_static_weighting_arithmetic():
+    w = make_weighting("static", TASKS, alpha=0.6, beta=0.3, gamma=0.1)
+    assert float(w.combine(LOSSES)) == pytest.approx(0.6 * 2 + 0.3 * 1 + 0.1 * 0.5)
+    assert w.weights() == pytest.approx({"text": 0.6, "oc": 0.3, "ml": 0.1})
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        make_weighting("gradnorm", TASKS)
+
+
+def test_uncertainty_weighting_arithmetic():
+    w = make_weighting("uncertainty", TASKS)
+    w.log_var["text"].assign(math.log(2.0))
+    expected = 2.0 / (2 * 2.0) + math.log(2.0) / 2 + 1.0 / 2 + 0.5 / 2
+    assert float(w.combine(LOSSES)) == pytest.approx(expected, rel=1e-6)
+    w.end_epoch({})
+    assert w.weights()["text"] == pytest.approx(0.25) and w.weights()["oc"] == pytest.approx(0.5)
+    assert len(w.trainable_variables) == 3
+
+
+def test_dwa_weighting_arithmetic():
+    w = make_weighting("dwa", ("text", "oc"), temperature=2.0)
+    w.end_epoch({"text": 2.0, "oc": 1.0})
+    assert w.weights() == {"text": 1.0, "oc": 1.0}  # first epochs: equal
+    w.end_epoch({"text": 1.0, "oc": 1.0})           # ratios 0.5 and 1.0
+    e = np.exp(np.array([0.5, 1.0]) / 2.0)
+    assert w.weights()["text"] == pytest.approx(2 * e[0] / e.sum())
+    restored = make_weighting("dwa", ("text", "oc"))
+    restored.set_state(json.loads(json.dumps(w.get_state())))
+    assert restored.weights() == pytest.approx(w.weights()) and restored.history == w.history
+
+
+@pytest.mark.parametrize("decay, step, expected", [
+    ("constant", 0, 0.1), ("constant", 9, 1.0), ("constant", 60, 1.0),
+    ("linear", 9, 1.0), ("linear", 54, 0.5), ("linear", 99, 0.0),
+    ("cosine", 54, 0.5), ("cosine", 99, 0.0),
+    ("inverse_sqrt", 39, 0.5),
+])
+def test_schedule_values(decay, step, expected):
+    sched = WarmupSchedule(1.0, total_steps=100, warmup_fraction=0.1, decay=decay)
+    assert float(sched(step)) == pytest.approx(expected, abs=1e-6)
+    assert WarmupSchedule(**sched.get_config()).get_config() == sched.get_config()
+
+
+def test_schedule_rejects_unknown_decay():
+    with pytest.raises(ValueError, match="decay must be one of"):
+        WarmupSchedule(1.0, 10, decay="step")
+
+
+# ---- serialisation ------------------------------------------------------------------------------
+def test_custom_layers_round_trip_get_config():
+    cfg = small_config().to_dict()
+    for layer in (MultiHeadAttention(cfg), FeedForward(cfg), UnifiedDataBlock(cfg),
+                  VisualBlock(cfg), SequenceHead(cfg, 4), DecoderLayer(cfg)):
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.get_config() == layer.get_config()
+
+
+def test_saved_model_reloads_with_identical_outputs(tmp_path):
+    cfg = small_config()
+    model = build_model(cfg, seed=1)
+    x = random_inputs(cfg)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded, ReportModel)
+    for k, v in model(x).items():
+        np.testing.assert_allclose(v.numpy(), loaded(x)[k].numpy(), atol=1e-6)
+
+
+# ---- decoding -----------------------------------------------------------------------------------
+def test_cached_greedy_equals_naive_and_beam_one():
+    cfg = small_config(decoder_layers=2)
+    model = build_model(cfg, seed=2)
+    x = random_inputs(cfg, batch=4)
+    cached = greedy_decode(model, x)
+    np.testing.assert_array_equal(cached, naive_greedy_decode(model, x))
+    np.testing.assert_array_equal(cached, beam_search(model, x, beam_width=1))
+    wide = beam_search(model, x, beam_width=4)
+    assert wide.shape == cached.shape
+
+
+def test_rows_stop_at_their_own_end_token():
+    cfg = small_config()
+    model = build_model(cfg, seed=3)
+    x = random_inputs(cfg, batch=6)
+    logits = model.decode(tf.fill((6, 1), 2), model.encode(x))[:, 0].numpy()
+    margin = np.delete(logits, END_ID, axis=1).max(1) - logits[:, END_ID]
+    bias = model.to_vocab.bias
+    bias.assign(bias.numpy() + np.eye(cfg.report_vocab)[END_ID] * np.median(margin))
+    out = greedy_decode(model, x)
+    ended_first = out[:, 0] == END_ID
+    assert 0 < ended_first.sum() < 6  # some rows end at once, others go on
+    assert np.all(out[ended_first, 1:] == 0)  # finished rows stay padded
+    for row in out:  # after any <end>, only padding
+        ends = np.flatnonzero(row == END_ID)
+        if len(ends):
+            assert np.all(row[ends[0] + 1:] == 0)
+
+
+# ---- training -----------------------------------------------------------------------------------
+def tiny_trainer(dataset, tmp_path=None, **kw):
+    mc = ModelConfig.for_dataset(dataset, **{**SMALL, **kw.pop("model", {})})
+    tc = TrainConfig(**{"epochs": 2, "batch_size": 8, "learning_rate": 3e-3, "warmup_fraction": 0.1,
+                        **kw})
+    return Trainer(mc, tc, dataset, checkpoint_dir=tmp_path)
+
+
+def test_checkpoint_round_trip_resumes_identically(tiny_dataset, tmp_path):
+    full = tiny_trainer(tiny_dataset, epochs=3, weighting="dwa").fit()
+
+    def crash_after_epoch_2(row, trainer):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the same run, interrupted after its second epoch
+        tiny_trainer(tiny_dataset, tmp_path, epochs=3, weighting="dwa").fit(crash_after_epoch_2)
+    resumed = tiny_trainer(tiny_dataset, tmp_path, epochs=3, weighting="dwa")
+    result = resumed.fit()
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    for key in ("train_loss_text", "val_loss_ml", "weight_oc", "lr"):
+        assert result.history[2][key] == pytest.approx(full.history[2][key], rel=1e-5), key
+
+
+def test_non_finite_loss_stops_with_clear_error(tiny_dataset, tmp_path):
+    trainer = tiny_trainer(tiny_dataset, tmp_path)
+    kernel = trainer.model.to_vocab.kernel
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    with pytest.raises(NonFiniteLossError, match="non-finite text loss .* at epoch 1, step 1"):
+        trainer.fit()
+    assert not (tmp_path / "checkpoint.json").exists()
+
+
+def test_switched_off_task_has_no_loss(tiny_dataset):
+    result = tiny_trainer(tiny_dataset, epochs=1, model={"tasks": ("oc",)}).fit()
+    assert set(k for k in result.history[0] if "loss" in k) == {"train_loss_oc", "val_loss_oc"}
+
+
+@pytest.mark.slow
+def test_training_lowers_every_task_loss(tiny_dataset):
+    trainer = tiny_trainer(tiny_dataset, epochs=40, patience=100, learning_rate=3e-3,
+                           weighting_options={"alpha": 1.0, "beta": 1.0, "gamma": 1.0})
+    result = trainer.fit()  # 40 epochs x 5 steps = 200 steps
+    first, best = result.history[0], min(result.history, key=lambda r: r["val_monitor"])
+    for task in TASKS:
+        assert best[f"val_loss_{task}"] < first[f"val_loss_{task}"], task
+    assert result.best_epoch > 1
+
+
+@pytest.mark.slow
+def test_same_step_trains_under_multi_worker_mirrored_strategy(tiny_dataset, tmp_path):
+    """Two CPU worker processes train in lockstep: identical losses and weights on both."""
+    import socket
+    import subprocess
+    import sys
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    workers = [f"127.0.0.1:{p}" for p in ports]
+    procs = []
+    for i in range(2):
+        env = {**__import__("os").environ,
+               "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})}
+        procs.append(subprocess.Popen([sys.executable, "-m", "tests.mwms_worker",
+                                       str(tiny_dataset.directory), str(tmp_path / f"w{i}.json")], env=env))
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    w0, w1 = (json.loads((tmp_path / f"w{i}.json").read_text()) for i in range(2))
+    assert w0["replicas"] == 2
+    assert w0["history"][-1]["train_loss_text"] == pytest.approx(w1["history"][-1]["train_loss_text"])
+    assert w0["weights_sum"] == pytest.approx(w1["weights_sum"], rel=1e-6)
+    assert w0["history"][-1]["train_loss_text"] < w0["history"][0]["train_loss_text"]
