@@ -1,0 +1,59 @@
+"""Score any system's reports with the study's own metric implementations.
+
+    python -m study.evaluate REFERENCES HYPOTHESES [--bertscore-model M] [--bertscore-layers N]
+                             [--rescale] [--no-bertscore] [--per-sample OUT.csv]
+
+Each file is plain text with one report per line, or a CSV/Parquet file with a ``reference``
+(REFERENCES) or ``generated`` (HYPOTHESES) column. Prints the text metrics as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .metrics import BertScoreConfig, evaluate
+
+
+def read_reports(path: str, column: str) -> list[str]:
+    p = Path(path)
+    if not p.exists():
+        raise SystemExit(f"{p}: file not found")
+    if p.suffix in (".csv", ".parquet"):
+        df = pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
+        if column not in df.columns:
+            raise SystemExit(f"{p}: expected a {column!r} column, found {list(df.columns)}")
+        return df[column].fillna("").astype(str).tolist()
+    return p.read_text().splitlines()
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m study.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("references", help="reference reports (.txt one per line, or .csv/.parquet with 'reference')")
+    parser.add_argument("hypotheses", help="generated reports (.txt one per line, or .csv/.parquet with 'generated')")
+    parser.add_argument("--bertscore-model", default=None,
+                        help="model name or local directory (default: the shipped MiniLM-L6)")
+    parser.add_argument("--bertscore-layers", type=int, default=None,
+                        help="layer to use (default 6 for the shipped model, bert-score's default otherwise)")
+    parser.add_argument("--rescale", action="store_true", help="rescale with bert-score's baseline")
+    parser.add_argument("--no-bertscore", action="store_true", help="skip BERTScore")
+    parser.add_argument("--per-sample", default=None, help="also write per-sample scores to this CSV")
+    args = parser.parse_args(argv)
+    refs, hyps = read_reports(args.references, "reference"), read_reports(args.hypotheses, "generated")
+    if len(refs) != len(hyps):
+        raise SystemExit(f"{args.references} has {len(refs)} reports but {args.hypotheses} has {len(hyps)}")
+    layers = args.bertscore_layers or (6 if args.bertscore_model is None else None)
+    config = None if args.no_bertscore else BertScoreConfig(args.bertscore_model, layers, args.rescale)
+    metrics, per_sample = evaluate(references=refs, generated=hyps, bertscore=config)
+    if args.per_sample:
+        per_sample.to_csv(args.per_sample, index=False)
+    json.dump(metrics, sys.stdout, indent=2)
+    print()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Evaluation: every library-backed metric against a direct library call, hand-computed metrics
+against worked examples / scikit-learn, the labeler against a sentence table."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, hamming_loss, precision_recall_fscore_support
+
+from study import metrics as M
+from study.labeler import FINDINGS, NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN, label_report
+from study.significance import holm, paired_test
+
+REFS = ["The heart is enlarged. No pleural effusion.", "The lungs are clear. No pneumothorax.",
+        "Mild pulmonary edema, small bilateral effusions.", "No acute process."]
+HYPS = ["Heart size is enlarged; there is no pleural effusion!", "Large right pleural effusion.",
+        "", "no"]
+
+
+def coco_inputs(refs, hyps):
+    return ({i: [M.normalize_text(r)] for i, r in enumerate(refs)},
+            {i: [M.normalize_text(h)] for i, h in enumerate(hyps)})
+
+
+def test_normalize_text():
+    assert M.normalize_text("No  pleural effusion.\nHeart: ENLARGED!") == "no pleural effusion heart enlarged"
+    assert M.normalize_text(None) == "" and M.normalize_text(float("nan")) == ""
+
+
+def test_bleu_matches_pycocoevalcap():
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    ours, per_sample = M.bleu(REFS, HYPS)
+    corpus, samples = Bleu(4).compute_score(*coco_inputs(REFS, HYPS), verbose=0)
+    for n in range(4):
+        assert ours[f"bleu{n + 1}"] == pytest.approx(corpus[n], abs=1e-6)
+    np.testing.assert_allclose(per_sample, samples[3], atol=1e-6)
+    assert per_sample[2] == pytest.approx(0.0, abs=1e-6)  # empty hypothesis scores zero
+
+
+def test_bleu_edge_cases():
+    same, _ = M.bleu(REFS, REFS)
+    assert all(same[f"bleu{n}"] == pytest.approx(1.0, abs=1e-6) for n in range(1, 5))
+    short, _ = M.bleu(["the heart is enlarged today"], ["heart enlarged"])  # < 4 tokens
+    assert 0 < short["bleu1"] < 1 and short["bleu4"] < 1e-3
+
+
+def test_rouge_l_matches_rouge_score_and_coco():
+    from pycocoevalcap.rouge.rouge import Rouge
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    expected = [scorer.score(M.normalize_text(r), M.normalize_text(h))["rougeL"].fmeasure
+                for r, h in zip(REFS, HYPS)]
+    np.testing.assert_allclose(M.rouge_l(REFS, HYPS), expected, atol=1e-6)
+    assert M.rouge_l(REFS, REFS) == pytest.approx([1.0] * 4)
+    coco = M.coco_rouge_and_cider(REFS, HYPS)
+    assert coco["rouge_l_coco"] == pytest.approx(Rouge().compute_score(*coco_inputs(REFS, HYPS))[0], abs=1e-6)
+
+
+def test_cider_matches_pycocoevalcap():
+    from pycocoevalcap.cider.cider import Cider
+
+    assert M.coco_rouge_and_cider(REFS, HYPS)["cider"] == pytest.approx(
+        Cider().compute_score(*coco_inputs(REFS, HYPS))[0], abs=1e-6)
+
+
+def test_bertscore_matches_library_and_ranks_paraphrase_higher():
+    from bert_score import score
+
+    model = M.BertScoreConfig().resolved_model()
+    refs = ["the heart is enlarged and there is no pleural effusion"] * 2
+    hyps = ["cardiomegaly without pleural effusion", "the patient fell from a ladder last week"]
+    ours = M.bertscore_f1(refs, hyps)
+    _, _, direct = score(hyps, refs, model_type=model, num_layers=6, lang="en")
+    np.testing.assert_allclose(ours, direct.numpy(), atol=1e-6)
+    assert ours[0] > ours[1]
+    assert M.bertscore_f1(["a report"], [""])[0] == 0.0
+
+
+# ---- labeler ------------------------------------------------------------------------------------
+A, C, K, E, P = FINDINGS  # Atelectasis, Cardiomegaly, Consolidation, Edema, Pleural Effusion
+TABLE = [
+    ("No pleural effusion.", {P: NEGATIVE}),
+    ("No pleural effusion or pneumothorax.", {P: NEGATIVE}),
+    ("No pneumothorax or pleural effusion.", {P: NEGATIVE}),
+    ("There is a small left pleural effusion.", {P: POSITIVE}),
+    ("Small bilateral pleural effusions are present.", {P: POSITIVE}),
+    ("Bilateral effusions have resolved.", {P: NEGATIVE}),
+    ("The previously seen effusion is no longer present.", {P: NEGATIVE}),
+    ("Pleural effusion cannot be excluded.", {P: UNCERTAIN}),
+    ("Cannot exclude a small pleural effusion.", {P: UNCERTAIN}),
+    ("Possible small right pleural effusion.", {P: UNCERTAIN}),
+    ("Blunting of the costophrenic angle may represent a small effusion.", {P: UNCERTAIN}),
+    ("Trace pleural fluid on the right.", {P: POSITIVE}),
+    ("The heart is enlarged.", {C: POSITIVE}),
+    ("Heart size is enlarged.", {C: POSITIVE}),
+    ("Moderate cardiomegaly is present.", {C: POSITIVE}),
+    ("The heart is mildly enlarged.", {C: POSITIVE}),
+    ("Enlarged cardiac silhouette.", {C: POSITIVE}),
+    ("Heart size is normal.", {C: NEGATIVE}),
+    ("Heart size is within normal limits.", {C: NEGATIVE}),
+    ("Normal heart size.", {C: NEGATIVE}),
+    ("No cardiomegaly.", {C: NEGATIVE}),
+    ("Borderline cardiomegaly.", {C: UNCERTAIN}),
+    ("There is mild pulmonary edema.", {E: POSITIVE}),
+    ("No pulmonary edema.", {E: NEGATIVE}),
+    ("There is no evidence of pulmonary edema.", {E: NEGATIVE}),
+    ("Mild interstitial edema is present.", {E: POSITIVE}),
+    ("Pulmonary vascular congestion without frank edema.", {E: POSITIVE}),
+    ("Findings may reflect mild edema.", {E: UNCERTAIN}),
+    ("Edema has resolved.", {E: NEGATIVE}),
+    ("No focal consolidation.", {K: NEGATIVE}),
+    ("The lungs are clear without focal consolidation.", {K: NEGATIVE}),
+    ("There is a focal consolidation in the right lower lobe.", {K: POSITIVE}),
+    ("Patchy consolidation in the left lung, concerning for pneumonia.", {K: POSITIVE}),
+    ("Right lower lobe opacity concerning for consolidation.", {K: UNCERTAIN}),
+    ("Consolidation is not excluded.", {K: UNCERTAIN}),
+    ("Atelectasis versus consolidation at the left base.", {A: UNCERTAIN, K: UNCERTAIN}),
+    ("Linear atelectasis at the left base.", {A: POSITIVE}),
+    ("Bibasilar atelectatic changes.", {A: POSITIVE}),
+    ("No atelectasis.", {A: NEGATIVE}),
+    ("Mild bibasilar atelectasis, likely.", {A: UNCERTAIN}),
+    ("No focal consolidation, but there is mild left basilar atelectasis.", {K: NEGATIVE, A: POSITIVE}),
+    ("The heart is enlarged. No pleural effusion.", {C: POSITIVE, P: NEGATIVE}),
+    ("Cardiomegaly with mild pulmonary edema and small bilateral effusions.", {C: POSITIVE, E: POSITIVE, P: POSITIVE}),
+    ("No pneumothorax.", {}),
+    ("The lungs are clear.", {}),
+    ("No acute cardiopulmonary process.", {}),
+]
+
+
+def test_labeler_on_sentence_table():
+    correct = 0
+    wrong = []
+    for sentence, expected in TABLE:
+        got = label_report(sentence)
+        want = {f: expected.get(f, NOT_MENTIONED) for f in FINDINGS}
+        if got == want:
+            correct += 1
+        else:
+            wrong.append((sentence, {f: got[f] for f in FINDINGS if got[f] != want[f]}))
+    accuracy = correct / len(TABLE)
+    print(f"labeler accuracy on {len(TABLE)} sentences: {accuracy:.3f}; wrong: {wrong}")
+    assert len(TABLE) >= 40
+    assert accuracy >= 0.95, wrong
+
+
+def test_clinical_efficacy_matches_sklearn():
+    ce, true, pred = M.clinical_efficacy(REFS, HYPS)
+    assert true[0].tolist() == [0, 1, 0, 0, 0] and pred[1].tolist() == [0, 0, 0, 0, 1]
+    for avg, suffix in (("micro", ""), ("macro", "_macro"), ("samples", "_example")):
+        p, r, f, _ = precision_recall_fscore_support(true, pred, average=avg, zero_division=0)
+        assert (ce[f"ce_precision{suffix}"], ce[f"ce_recall{suffix}"], ce[f"ce_f1{suffix}"]) == pytest.approx((p, r, f))
+
+
+# ---- classification -----------------------------------------------------------------------------
+def test_multilabel_metrics_worked_example():
+    true = np.array([[1, 0, 0, 0, 1], [0, 1, 0, 0, 0], [0, 0, 0, 0, 0]])
+    prob = np.array([[0.9, 0.2, 0.1, 0.1, 0.4], [0.1, 0.8, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1, 0.1]])
+    m = M.multilabel_metrics(true, prob)
+    # predictions: [1,0,0,0,0], [0,1,0,0,0], zeros -> TP 2, FP 0, FN 1
+    assert m["ml_precision"] == 1.0 and m["ml_recall"] == pytest.approx(2 / 3)
+    assert m["ml_f1"] == pytest.approx(0.8) and m["ml_hamming"] == pytest.approx(1 / 15)
+    assert m["ml_exact_match"] == pytest.approx(2 / 3)
+    pred = (prob > 0.5).astype(int)
+    assert m["ml_f1_macro"] == pytest.approx(precision_recall_fscore_support(true, pred, average="macro", zero_division=0)[2])
+    assert m["ml_hamming"] == pytest.approx(hamming_loss(true, pred))
+    assert M.multilabel_metrics(true, prob, threshold=0.3)["ml_recall"] == 1.0
+
+
+def test_multilabel_all_zero_and_single_class():
+    zeros = np.zeros((4, 5))
+    m = M.multilabel_metrics(zeros, np.zeros((4, 5)))
+    assert m["ml_f1"] == 0.0 and m["ml_exact_match"] == 1.0 and m["ml_hamming"] == 0.0
+    one = np.zeros((4, 5))
+    one[:, 0] = 1
+    m = M.multilabel_metrics(one, one * 0.9)
+    assert m["ml_f1"] == 1.0 and m["ml_exact_match"] == accuracy_score(one, one)
+
+
+def test_ordinal_metrics_worked_example():
+    from scipy.stats import spearmanr
+
+    m = M.ordinal_metrics([1, 2, 3, 4], [1, 2, 4, 4])
+    assert (m["oc_accuracy"], m["oc_mae"], m["oc_mse"]) == pytest.approx((0.75, 0.25, 0.25))
+    assert m["oc_acc_corr"] == pytest.approx((0.75 + spearmanr([1, 2, 3, 4], [1, 2, 4, 4]).statistic) / 2)
+    const = M.ordinal_metrics([1, 2, 3], [2, 2, 2])
+    assert const["oc_acc_corr"] == pytest.approx(const["oc_accuracy"] / 2)
+
+
+# ---- significance -------------------------------------------------------------------------------
+def test_paired_test_matches_scipy_and_bootstrap_brackets_mean():
+    from scipy.stats import ttest_rel
+
+    rng = np.random.default_rng(0)
+    a = rng.random(50)
+    b = a - 0.1 + rng.normal(0, 0.05, 50)
+    r = paired_test(a, b)
+    t, p = ttest_rel(a, b)
+    assert (r.t_statistic, r.p_value) == pytest.approx((t, p))
+    assert r.ci_low < r.mean_diff < r.ci_high and r.ci_low > 0
+    with pytest.raises(ValueError, match="equal length"):
+        paired_test([1, 2, 3], [1, 2])
+
+
+def test_holm_worked_example():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
+
+
+# ---- entry point and command --------------------------------------------------------------------
+def test_evaluate_leaves_out_switched_off_tasks():
+    metrics, per = M.evaluate(sample_ids=["a", "b"], oc_true=[1, 2], oc_pred=[1, 3], bertscore=None)
+    assert set(metrics) == {"oc_accuracy", "oc_mae", "oc_mse", "oc_acc_corr"}
+    assert list(per.columns) == ["sample_id", "acuity_true", "acuity_pred"]
+    metrics, per = M.evaluate(references=REFS, generated=HYPS, ml_true=np.zeros((4, 5)),
+                              ml_prob=np.zeros((4, 5)), bertscore=None)
+    assert {"bleu4", "rouge_l", "ce_f1", "ml_f1"} <= set(metrics) and "oc_accuracy" not in metrics
+    assert "bertscore_f1" not in metrics and {"bleu4", "rouge_l", "generated"} <= set(per.columns)
+
+
+def test_evaluate_command(tmp_path, capsys):
+    from study.evaluate import main
+
+    (tmp_path / "refs.txt").write_text("\n".join(REFS[:2]))
+    pd.DataFrame({"generated": HYPS[:2]}).to_csv(tmp_path / "hyps.csv", index=False)
+    metrics = main([str(tmp_path / "refs.txt"), str(tmp_path / "hyps.csv"), "--no-bertscore"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == pytest.approx(metrics) and "bleu1" in printed
+    (tmp_path / "bad.csv").write_text("text\nsomething\n")
+    with pytest.raises(SystemExit, match="bad.csv: expected a 'generated' column"):
+        main([str(tmp_path / "refs.txt"), str(tmp_path / "bad.csv")])
