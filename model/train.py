@@ -64,10 +64,13 @@ class Trainer:
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, dataset, *,
                  strategy: tf.distribute.Strategy | None = None,
-                 checkpoint_dir: str | Path | None = None):
+                 checkpoint_dir: str | Path | None = None, save_checkpoints: bool = True):
+        """``checkpoint_dir``: where checkpoints are read from (and written to, if
+        ``save_checkpoints``). Under several workers only the chief writes; all read."""
         self.model_cfg, self.cfg, self.dataset = model_cfg, train_cfg, dataset
         self.strategy = strategy or tf.distribute.get_strategy()
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.save_checkpoints = save_checkpoints
         n_train = len(dataset.indices("train"))
         self.batch_size = min(train_cfg.batch_size, n_train)
         self.steps_per_epoch = n_train // self.batch_size
@@ -194,7 +197,7 @@ class Trainer:
     # ---- checkpoints --------------------------------------------------------------------------
     def save(self, state: dict, best_weights) -> None:
         """Write ``epoch-<n>/`` then atomically point ``checkpoint.json`` at it; drop older ones."""
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or not self.save_checkpoints:
             return
         root = self.checkpoint_dir
         target = root / f"epoch-{state['epoch']:04d}"

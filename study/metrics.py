@@ -198,4 +198,5 @@ def evaluate(*, sample_ids=None, references=None, generated=None, oc_true=None, 
         for j, f in enumerate(FINDINGS):
             per[f"true_{f}"] = np.asarray(ml_true)[:, j].astype(int)
             per[f"prob_{f}"] = np.asarray(ml_prob)[:, j].astype(float)
+            per[f"pred_{f}"] = (per[f"prob_{f}"] > threshold).astype(int)
     return metrics, per

@@ -1,0 +1,260 @@
+"""Run a multi-objective study of loss weighting and hyperparameters with Ray Tune + Optuna.
+
+    python study/run.py                              # default study, embedded synthetic cohort
+    python study/run.py --search-space smoke         # a ~2 minute first try
+    python study/run.py --name my-sweep --resume     # continue an interrupted sweep
+    python study/run.py --address auto --workers-per-trial 2 --gpus-per-worker 1   # on a cluster
+
+Flags override the YAML file given with --config (its keys are the flags' long names with
+underscores, e.g. ``num_samples: 32``). Results land in STORAGE/NAME/ (see README).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import yaml  # noqa: E402
+
+log = logging.getLogger("study")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python study/run.py", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", help="YAML file of defaults for these flags")
+    p.add_argument("--search-space", default="weights", help="shipped space name (paper, weights, full, smoke) or a YAML path")
+    p.add_argument("--num-samples", type=int, default=None, help="trials to run (default: the space's num_samples)")
+    p.add_argument("--max-epochs", type=int, default=None, help="epochs per trial (overrides the space's 'epochs')")
+    p.add_argument("--storage", default="results", help="root directory of experiments")
+    p.add_argument("--name", default=None, help="experiment name (default: <space>-<date>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the experiment STORAGE/NAME")
+    p.add_argument("--address", default=None, help="Ray cluster to join ('auto' on a cluster); default: start Ray here")
+    p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers per trial (data parallel)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each worker reserves")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each worker reserves")
+    p.add_argument("--max-concurrent", type=int, default=None, help="concurrent trials (default: as many as resources allow)")
+    p.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial before it is recorded as failed")
+    p.add_argument("--force-ray-train", action="store_true", help="use a Ray Train run even with one worker per trial")
+    p.add_argument("--asha", action="store_true", help="stop poor trials early with ASHA on the validation text loss")
+    p.add_argument("--data", choices=["synthetic", "mimic"], default="synthetic", help="data source")
+    p.add_argument("--data-dir", default=None, help="cohort directory (mimic: built by `python -m data.mimic`; "
+                                                    "synthetic: generated there if missing)")
+    p.add_argument("--n-synthetic", type=int, default=800, help="studies in the synthetic cohort")
+    p.add_argument("--image-size", type=int, default=224, help="image side for the encoder (and synthetic images)")
+    p.add_argument("--encoder", default="EfficientNetB0", help="keras.applications CNN for image features")
+    p.add_argument("--weights", default="imagenet", help="encoder weights: imagenet, none, or a local file")
+    p.add_argument("--seed", type=int, default=0, help="seed for data, sampler and trials")
+    p.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
+    p.add_argument("--verbose", action="store_true", help="show Ray, TensorFlow and Optuna logs in the terminal")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
+    first, _ = parser.parse_known_args(argv)
+    if first.config:
+        path = Path(first.config)
+        if not path.exists():
+            parser.error(f"--config {path}: file not found")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            parser.error(f"--config {path}: expected a mapping of flag names to values")
+        known = {a.dest for a in parser._actions} - {"help", "config"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            parser.error(f"--config {path}: unknown key(s) {unknown}; known: {sorted(known)}")
+        parser.set_defaults(**values)
+    args = parser.parse_args(argv)
+    if args.resume and not args.name:
+        parser.error("--resume needs --name (the experiment to continue)")
+    for flag in ("workers_per_trial", "n_synthetic", "image_size"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    return args
+
+
+def quiet(verbose: bool) -> None:
+    """Keep TF/Ray/Optuna noise out of the terminal (it still reaches the log files)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table, with our columns
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+        import warnings
+
+        warnings.filterwarnings("ignore")
+
+
+def setup_logging(experiment_dir: Path, verbose: bool) -> None:
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    file_handler = logging.FileHandler(experiment_dir / "study.log")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    console = logging.StreamHandler()
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.addHandler(console)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+
+
+def prepare_data(args):
+    """Cohort directory (synthetic generated on first use) -> prepared dataset (cached)."""
+    from data.dataset import prepare
+    from data.features import EncoderSpec
+    from data.synthetic import generate
+
+    if args.data == "mimic":
+        if not args.data_dir:
+            raise SystemExit("--data mimic needs --data-dir: a cohort built by `python -m data.mimic`")
+        cohort_dir = Path(args.data_dir)
+    else:
+        cohort_dir = Path(args.data_dir or Path(args.storage) / ".data" /
+                          f"synthetic-n{args.n_synthetic}-seed{args.seed}-{args.image_size}px")
+        if not (cohort_dir / "cohort.parquet").exists():
+            print(f"generating the synthetic cohort ({args.n_synthetic} studies) in {cohort_dir}")
+            generate(cohort_dir, n=args.n_synthetic, seed=args.seed, image_size=args.image_size)
+    weights = None if args.weights.lower() in ("none", "random") else args.weights
+    print(f"preparing features and encodings for {cohort_dir} (cached after the first run)")
+    return prepare(cohort_dir, encoder=EncoderSpec(args.encoder, args.image_size, weights))
+
+
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("ray", "tensorflow", "keras", "optuna", "pandas", "pyarrow", "numpy", "bert-score",
+                "rouge-score", "pycocoevalcap", "torch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def write_study_json(experiment_dir: Path, args, space, dataset, plan) -> None:
+    path = experiment_dir / "study.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    record = {
+        "created": previous.get("created", dt.datetime.now().isoformat(timespec="seconds")),
+        "resumed": previous.get("resumed", []) + ([dt.datetime.now().isoformat(timespec="seconds")]
+                                                  if args.resume else []),
+        "command": " ".join(sys.argv), "config": vars(args),
+        "search_space": {"path": str(space.path), "text": Path(space.path).read_text(),
+                         "objectives": space.objectives, "sampler": space.sampler_name},
+        "seeds": {"study": args.seed},
+        "versions": package_versions(),
+        "data": {"source": args.data, "prepared_dir": str(dataset.directory), **dataset.meta},
+        "resources": {"trial": plan.trial_resources, "worker": plan.worker_resources,
+                      "max_concurrent": plan.max_concurrent},
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(path)
+
+
+def summarize(experiment_dir: Path, space, args) -> None:
+    import pandas as pd
+
+    from study.analysis import pareto_front
+    from study.store import consolidate
+
+    trials = consolidate(experiment_dir)
+    counts = trials["status"].value_counts().to_dict() if len(trials) else {}
+    print(f"\n{len(trials)} trial(s) recorded: {counts}")
+    objectives = dict(zip(space.metrics, space.modes))
+    if len(trials) and all(m in trials for m in objectives):
+        front = pareto_front(trials, objectives)
+        params = [c for c in trials if c.startswith("param_") and not c.endswith(("_u1", "_u2"))]
+        with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
+            print(f"\nPareto-optimal trials ({', '.join(f'{m} {d}' for m, d in objectives.items())}):")
+            print(front[["trial_id", *params, *objectives]].to_string(index=False))
+    if not args.no_report:
+        try:
+            from study.report import render
+
+            render(experiment_dir)
+            print(f"\nplots and summary: {experiment_dir / 'plots'}, {experiment_dir / 'summary.md'}")
+        except ImportError:
+            pass
+    print(f"\nresults: {experiment_dir}/trials.parquet, epochs.parquet, predictions.parquet, study.json")
+    print(f"logs:    {experiment_dir}/study.log (and trials/<id>/trial.log)")
+
+
+def resume_command(args) -> str:
+    return f"python study/run.py --storage {args.storage} --name {args.name} --resume"
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    quiet(args.verbose)
+    from search_spaces import resolve
+    from study.space import load_space
+
+    space = load_space(resolve(args.search_space))
+    if args.max_epochs:
+        space.fixed["epochs"] = args.max_epochs
+    args.name = args.name or f"{Path(space.path).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    experiment_dir = Path(args.storage).resolve() / args.name
+    if (experiment_dir / "study.json").exists() and not args.resume:
+        raise SystemExit(f"{experiment_dir} already holds a study. Continue it with\n  "
+                         f"{resume_command(args)}\nor choose another --name.")
+    if args.resume and not (experiment_dir / "study.json").exists():
+        raise SystemExit(f"--resume: no study in {experiment_dir} to continue")
+    num_samples = args.num_samples or space.num_samples
+    if space.grid_size() and num_samples > space.grid_size():
+        print(f"the grid has {space.grid_size()} configurations; running each once")
+        num_samples = space.grid_size()
+    setup_logging(experiment_dir, args.verbose)
+    dataset = prepare_data(args)
+    if dataset.meta.get("warning"):
+        print(f"WARNING: {dataset.meta['warning']}")
+
+    import ray
+
+    from study import tune as study_tune
+
+    env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"), "PYTHONWARNINGS": "ignore"}
+    ray.init(address=args.address, log_to_driver=args.verbose, include_dashboard=False,
+             logging_level=logging.INFO if args.verbose else logging.WARNING,
+             runtime_env={"env_vars": env})
+    context = study_tune.StudyContext(space, str(dataset.directory), str(experiment_dir), args.seed,
+                                      args.workers_per_trial, args.cpus_per_worker,
+                                      args.gpus_per_worker, args.max_failures, args.force_ray_train)
+    plan = study_tune.plan_resources(context, study_tune.cluster_resources(), args.max_concurrent)
+    write_study_json(experiment_dir, args, space, dataset, plan)
+    print(f"study {args.name}: {num_samples} trial(s) of {space.path.name}, up to {plan.max_concurrent} "
+          f"at once, {args.workers_per_trial} worker(s) each; results in {experiment_dir}")
+    start = time.perf_counter()
+    try:
+        if args.resume and study_tune.tune.Tuner.can_restore(str(experiment_dir)):
+            tuner = study_tune.restore_tuner(context, plan, str(experiment_dir))
+        else:
+            tuner = study_tune.build_tuner(context, plan, num_samples=num_samples, name=args.name,
+                                           storage=str(experiment_dir.parent), asha=args.asha,
+                                           verbose=2 if args.verbose else 1)
+        results = tuner.fit()
+        interrupted = any(r.metrics.get("done") is not True and r.error is None for r in results)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        summarize(experiment_dir, space, args)
+        ray.shutdown()
+    print(f"wall time: {time.perf_counter() - start:.0f} s")
+    if interrupted:
+        print(f"\nthe sweep did not finish; continue it with\n  {resume_command(args)}")
+    return experiment_dir
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Search spaces: YAML files parsed and validated into Optuna distributions and trial settings.
+
+Format (see ``search_spaces/*.yaml``)::
+
+    description: what the space is for
+    sampler: tpe            # tpe (multi-objective TPE) | nsga2 | random | grid
+    sampler_options: {}     # keyword arguments of the Optuna sampler (e.g. population_size)
+    num_samples: 16         # default budget (``--num-samples`` overrides)
+    objectives:             # one per task by default
+      - {metric: val_rouge_l, mode: max}
+    fixed: {epochs: 8}      # settings every trial shares
+    params:                 # what the sampler searches
+      loss_weights: {type: simplex, prioritise: text}
+      num_heads: {type: categorical, choices: [1, 2, 3, 4, 6]}
+      warmup_fraction: {type: float, low: 0.0, high: 0.3}
+      learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+    configs:                # grid only: named settings, one trial each
+      - {name: MTL-EQ, alpha: 1, beta: 1, gamma: 1}
+
+**Loss weights on the simplex.** ``type: simplex`` searches two uniform variables u1, u2 and maps
+them by stick-breaking to a = 1 - sqrt(1 - u1), b = (1 - a) u2, c = 1 - a - b: the inverse CDF of
+Beta(1, 2) for the first stick makes (a, b, c) uniform on the simplex a + b + c = 1.
+``prioritise: text`` sorts them so that a >= b >= c (the paper's MTL-TP constraint), which is
+uniform over that ordered region.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import yaml
+
+MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks"}
+TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "warmup_fraction", "schedule", "clip_norm",
+              "patience", "weighting", "dwa_temperature", "alpha", "beta", "gamma"}
+EVAL_KEYS = {"bertscore", "beam_width"}
+SETTING_KEYS = MODEL_KEYS | TRAIN_KEYS | EVAL_KEYS
+DEFAULT_OBJECTIVES = [{"metric": "val_rouge_l", "mode": "max"},
+                      {"metric": "val_oc_accuracy", "mode": "max"},
+                      {"metric": "val_ml_f1", "mode": "max"}]
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
+TOP_KEYS = {"description", "sampler", "sampler_options", "num_samples", "objectives", "fixed",
+            "params", "configs"}
+
+
+class SearchSpaceError(ValueError):
+    """The search space file breaks a rule; the message names the file, the key and the value."""
+
+
+def simplex_weights(u1: float, u2: float, prioritise: str | None = None) -> tuple[float, float, float]:
+    """Stick-breaking map from the unit square to the simplex (uniform); see the module docs."""
+    a = 1.0 - math.sqrt(1.0 - u1)
+    b = (1.0 - a) * u2
+    weights = (a, b, max(0.0, 1.0 - a - b))
+    return tuple(sorted(weights, reverse=True)) if prioritise == "text" else weights
+
+
+@dataclass
+class SearchSpace:
+    path: Path
+    description: str
+    sampler_name: str
+    sampler_options: dict
+    num_samples: int
+    objectives: list
+    fixed: dict
+    params: dict
+    configs: list = field(default_factory=list)
+
+    # ---- what Optuna/Tune need ----------------------------------------------------------------
+    @property
+    def metrics(self) -> list[str]:
+        return [o["metric"] for o in self.objectives]
+
+    @property
+    def modes(self) -> list[str]:
+        return [o["mode"] for o in self.objectives]
+
+    def distributions(self) -> dict:
+        if self.configs:
+            return {"config": optuna.distributions.CategoricalDistribution([c["name"] for c in self.configs])}
+        out = {}
+        for name, spec in self.params.items():
+            kind = spec["type"]
+            if kind == "simplex":
+                out[f"{name}_u1"] = optuna.distributions.FloatDistribution(0.0, 1.0)
+                out[f"{name}_u2"] = optuna.distributions.FloatDistribution(0.0, 1.0)
+            elif kind == "float":
+                out[name] = optuna.distributions.FloatDistribution(
+                    spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step"))
+            elif kind == "int":
+                out[name] = optuna.distributions.IntDistribution(
+                    spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step", 1))
+            else:
+                out[name] = optuna.distributions.CategoricalDistribution(spec["choices"])
+        return out
+
+    def sampler(self, seed: int):
+        opts = dict(self.sampler_options)
+        if self.sampler_name == "grid":
+            grid = ({"config": [c["name"] for c in self.configs]} if self.configs else
+                    {n: s["choices"] for n, s in self.params.items()})
+            return optuna.samplers.GridSampler(grid, seed=seed)
+        cls = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+               "random": optuna.samplers.RandomSampler}[self.sampler_name]
+        return cls(seed=seed, **opts)
+
+    def grid_size(self) -> int | None:
+        if self.sampler_name != "grid":
+            return None
+        if self.configs:
+            return len(self.configs)
+        return math.prod(len(s["choices"]) for s in self.params.values())
+
+    # ---- from sampled values to trial settings ------------------------------------------------
+    def materialize(self, sampled: dict) -> tuple[dict, dict]:
+        """``(settings, record)``: the trial's full settings and the parameters to log as
+        ``param_<name>`` (sampled values plus derived loss weights)."""
+        settings = dict(self.fixed)
+        record = {}
+        if self.configs:
+            chosen = next(c for c in self.configs if c["name"] == sampled["config"])
+            settings.update({k: v for k, v in chosen.items() if k != "name"})
+            record["config"] = chosen["name"]
+        for name, spec in self.params.items():
+            if spec["type"] == "simplex":
+                u1, u2 = sampled[f"{name}_u1"], sampled[f"{name}_u2"]
+                a, b, c = simplex_weights(u1, u2, spec.get("prioritise"))
+                settings.update(alpha=a, beta=b, gamma=c)
+                record.update({f"{name}_u1": u1, f"{name}_u2": u2})
+            else:
+                settings[name] = sampled[name]
+                record[name] = sampled[name]
+        for k in ("alpha", "beta", "gamma"):
+            if k in settings:
+                record[k] = settings[k]
+        return settings, record
+
+
+def _fail(path, key, message):
+    raise SearchSpaceError(f"{path}: {key}: {message}")
+
+
+def _check_setting(path, where, key, value):
+    if key not in SETTING_KEYS:
+        _fail(path, f"{where}.{key}", f"unknown setting; known: {sorted(SETTING_KEYS)}")
+    if key == "tasks":
+        tasks = [value] if isinstance(value, str) else value
+        if not tasks or set(tasks) - {"text", "oc", "ml"}:
+            _fail(path, f"{where}.tasks", f"must be a non-empty list from [text, oc, ml], got {value!r}")
+
+
+def _check_param(path, name, spec):
+    key = f"params.{name}"
+    if not isinstance(spec, dict) or "type" not in spec:
+        _fail(path, key, f"expected a mapping with a 'type', got {spec!r}")
+    kind = spec["type"]
+    if kind == "simplex":
+        if name != "loss_weights":
+            _fail(path, key, "type simplex is only for 'loss_weights' (it sets alpha, beta, gamma)")
+        if spec.get("prioritise") not in (None, "text"):
+            _fail(path, f"{key}.prioritise", f"must be 'text' or absent, got {spec['prioritise']!r}")
+        return
+    if name not in SETTING_KEYS:
+        _fail(path, key, f"unknown setting; known: {sorted(SETTING_KEYS)}")
+    if kind in ("float", "int"):
+        for bound in ("low", "high"):
+            if not isinstance(spec.get(bound), (int, float)) or isinstance(spec.get(bound), bool):
+                _fail(path, f"{key}.{bound}", f"expected a number, got {spec.get(bound)!r}")
+        if spec["low"] >= spec["high"]:
+            _fail(path, key, f"low must be < high, got low={spec['low']}, high={spec['high']}")
+        if spec.get("log") and spec["low"] <= 0:
+            _fail(path, f"{key}.low", f"must be > 0 with log: true, got {spec['low']}")
+    elif kind == "categorical":
+        if not isinstance(spec.get("choices"), list) or not spec["choices"]:
+            _fail(path, f"{key}.choices", f"expected a non-empty list, got {spec.get('choices')!r}")
+    else:
+        _fail(path, f"{key}.type", f"must be one of float, int, categorical, simplex; got {kind!r}")
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Parse and validate a search space file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SearchSpaceError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise SearchSpaceError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    for key in raw:
+        if key not in TOP_KEYS:
+            _fail(path, key, f"unknown key; known: {sorted(TOP_KEYS)}")
+    sampler = raw.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        _fail(path, "sampler", f"must be one of {list(SAMPLERS)}, got {sampler!r}")
+    objectives = raw.get("objectives", DEFAULT_OBJECTIVES)
+    if not isinstance(objectives, list) or not objectives:
+        _fail(path, "objectives", f"expected a non-empty list, got {objectives!r}")
+    for i, o in enumerate(objectives):
+        if not isinstance(o, dict) or not str(o.get("metric", "")).startswith("val_"):
+            _fail(path, f"objectives[{i}].metric", f"must name a validation metric (val_...), got {o!r}")
+        if o.get("mode") not in ("min", "max"):
+            _fail(path, f"objectives[{i}].mode", f"must be 'min' or 'max', got {o.get('mode')!r}")
+    fixed = raw.get("fixed") or {}
+    for k, v in fixed.items():
+        _check_setting(path, "fixed", k, v)
+    params = raw.get("params") or {}
+    for name, spec in params.items():
+        _check_param(path, name, spec)
+    configs = raw.get("configs") or []
+    if configs and sampler != "grid":
+        _fail(path, "configs", f"named configs need sampler: grid, got {sampler!r}")
+    if configs and params:
+        _fail(path, "configs", "use either configs or params, not both")
+    names = set()
+    for i, c in enumerate(configs):
+        if not isinstance(c, dict) or "name" not in c:
+            _fail(path, f"configs[{i}]", f"expected a mapping with a 'name', got {c!r}")
+        if c["name"] in names:
+            _fail(path, f"configs[{i}].name", f"duplicate name {c['name']!r}")
+        names.add(c["name"])
+        for k, v in c.items():
+            if k != "name":
+                _check_setting(path, f"configs[{i}]", k, v)
+    if sampler == "grid" and not configs:
+        for name, spec in params.items():
+            if spec["type"] != "categorical":
+                _fail(path, f"params.{name}", "the grid sampler needs categorical params (or configs)")
+    if not params and not configs:
+        _fail(path, "params", "a search space needs params (or configs for a grid)")
+    num_samples = raw.get("num_samples", 8)
+    if not isinstance(num_samples, int) or num_samples < 1:
+        _fail(path, "num_samples", f"expected a positive integer, got {num_samples!r}")
+    return SearchSpace(path, raw.get("description", ""), sampler, raw.get("sampler_options") or {},
+                       num_samples, objectives, fixed, params, configs)

@@ -1,0 +1,112 @@
+"""The results store: Parquet files consolidated from the trial directories.
+
+``consolidate(experiment_dir)`` rebuilds ``trials.parquet``, ``epochs.parquet`` and
+``predictions.parquet`` from ``trials/<trial_id>/`` (see :mod:`study.trial`), each written to a
+temporary file and renamed, so a crash at any instant leaves the previous complete files. It is
+idempotent and keyed by trial directory, so every trial appears exactly once however often it
+runs (after each finished trial, at the end, after a resume). Reading needs only pandas/pyarrow.
+
+Row status: ``TERMINATED`` (finished, ``result.json``), ``ERROR`` (failed for good: ``error.json``
+and no result), ``STOPPED`` (stopped by a scheduler before finishing: ``stopped.json``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TRIALS, EPOCHS, PREDICTIONS = "trials.parquet", "epochs.parquet", "predictions.parquet"
+METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco", "cider", "bertscore_f1",
+           "ce_precision", "ce_recall", "ce_f1", "oc_accuracy", "oc_mae", "oc_mse", "oc_acc_corr",
+           "ml_precision", "ml_recall", "ml_f1", "ml_hamming", "ml_exact_match")
+CONTRACT_COLUMNS = (["trial_id", "status", "error", "best_epoch", "epochs_run", "train_seconds"]
+                    + [f"{s}_{m}" for s in ("val", "test") for m in METRICS])
+EPOCH_COLUMNS = ["trial_id", "epoch", "train_loss_text", "train_loss_oc", "train_loss_ml",
+                 "val_loss_text", "val_loss_oc", "val_loss_ml", "val_monitor", "lr",
+                 "weight_text", "weight_oc", "weight_ml", "seconds"]
+
+
+def _history_from_checkpoint(trial_dir: Path) -> list:
+    pointer = trial_dir / "checkpoint" / "checkpoint.json"
+    if not pointer.exists():
+        return []
+    latest = trial_dir / "checkpoint" / json.loads(pointer.read_text())["latest"] / "state.json"
+    return json.loads(latest.read_text())["history"] if latest.exists() else []
+
+
+def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Read every trial directory into the three tables (no files written)."""
+    rows, epochs, predictions = [], [], []
+    for trial_dir in sorted(Path(experiment_dir, "trials").glob("*/")):
+        result_path, error_path, stopped_path = (trial_dir / f for f in ("result.json", "error.json", "stopped.json"))
+        if result_path.exists():
+            result = json.loads(result_path.read_text())
+            row = {k: result[k] for k in ("trial_id", "status", "error", "best_epoch", "epochs_run",
+                                          "train_seconds")}
+            row.update(result.get("metrics", {}), eval_seconds=result.get("eval_seconds"),
+                       finished_at=result_path.stat().st_mtime)
+            params = result["params"]
+            if (trial_dir / EPOCHS).exists():
+                epochs.append(pd.read_parquet(trial_dir / EPOCHS))
+            if (trial_dir / PREDICTIONS).exists():
+                predictions.append(pd.read_parquet(trial_dir / PREDICTIONS))
+        elif error_path.exists() or stopped_path.exists():
+            info = json.loads((error_path if error_path.exists() else stopped_path).read_text())
+            history = _history_from_checkpoint(trial_dir)
+            row = {"trial_id": info["trial_id"], "status": "ERROR" if error_path.exists() else "STOPPED",
+                   "error": info.get("error"), "epochs_run": len(history) or None,
+                   "train_seconds": sum(h["seconds"] for h in history) if history else None,
+                   "finished_at": (error_path if error_path.exists() else stopped_path).stat().st_mtime}
+            params = info.get("params", {})
+            if history:
+                epochs.append(pd.DataFrame(history).assign(trial_id=info["trial_id"]))
+        else:
+            continue  # pending or running
+        row.update({f"param_{k}": v for k, v in params.items()})
+        rows.append(row)
+    trials = pd.DataFrame(rows)
+    for col in CONTRACT_COLUMNS:  # a task switched off in every trial still has its (null) column
+        if col not in trials:
+            trials[col] = np.nan if col not in ("trial_id", "status", "error") else None
+    lead = [c for c in CONTRACT_COLUMNS if c in trials] + sorted(c for c in trials if c.startswith("param_"))
+    trials = trials[lead + [c for c in trials if c not in lead]]
+    if len(trials):
+        trials = trials.sort_values("finished_at").drop_duplicates("trial_id", keep="first")
+    epochs_df = pd.concat(epochs, ignore_index=True) if epochs else pd.DataFrame(columns=EPOCH_COLUMNS)
+    for col in EPOCH_COLUMNS:
+        if col not in epochs_df:
+            epochs_df[col] = np.nan
+    epochs_df = epochs_df[EPOCH_COLUMNS + [c for c in epochs_df if c not in EPOCH_COLUMNS]]
+    preds = pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame(columns=["trial_id", "sample_id"])
+    preds = preds[["trial_id"] + [c for c in preds if c != "trial_id"]]
+    return trials.reset_index(drop=True), epochs_df, preds
+
+
+def _write_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def consolidate(experiment_dir: str | Path) -> pd.DataFrame:
+    """Rewrite the three Parquet files from the trial directories; return the trial table."""
+    experiment_dir = Path(experiment_dir)
+    trials, epochs, predictions = collect(experiment_dir)
+    _write_atomic(trials, experiment_dir / TRIALS)
+    _write_atomic(epochs, experiment_dir / EPOCHS)
+    _write_atomic(predictions, experiment_dir / PREDICTIONS)
+    return trials
+
+
+def load(experiment_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """The three tables of an experiment directory, with a clear error if one is missing."""
+    experiment_dir = Path(experiment_dir)
+    out = {}
+    for name, file in (("trials", TRIALS), ("epochs", EPOCHS), ("predictions", PREDICTIONS)):
+        path = experiment_dir / file
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing; is {experiment_dir} a study experiment directory?")
+        out[name] = pd.read_parquet(path)
+    return out

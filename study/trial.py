@@ -1,0 +1,202 @@
+"""One trial, without Ray: settings -> model and training configs -> fit -> evaluate -> record.
+
+The Ray layer (:mod:`study.tune`) calls :func:`run_trial` inside a Tune function (one process) or
+inside each Ray Train worker (several processes under ``MultiWorkerMirroredStrategy``), passing
+a ``report`` callable. Everything a trial produces lands in its own directory
+``<experiment>/trials/<trial_id>/``:
+
+* ``checkpoint/``: the training checkpoint, written every epoch (a restarted trial resumes here);
+* ``epochs.parquet``, ``predictions.parquet``: per-epoch losses and per-sample test predictions;
+* ``result.json``: written last and atomically; its presence means "finished". A restarted trial
+  that finds it returns the recorded result without training, which makes trials exactly-once
+  even when Tune's own experiment state lags behind;
+* ``error.json``: the error of a failed attempt (a later successful attempt supersedes it);
+* ``trial.log``: the trial's log.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from data.dataset import PreparedDataset
+from data.preprocess import decode_ordinal
+from data.text import join_words
+from model.config import ModelConfig
+from model.decoding import beam_search, greedy_decode
+from model.train import TrainConfig, Trainer
+
+from .metrics import BertScoreConfig, evaluate
+from .space import EVAL_KEYS, MODEL_KEYS
+
+log = logging.getLogger(__name__)
+INPUT_KEYS = ("image_features", "vitals", "categoricals", "chief_complaint", "icd_title", "report_ids")
+LOSS_KEYS = ("train_loss_text", "train_loss_oc", "train_loss_ml",
+             "val_loss_text", "val_loss_oc", "val_loss_ml")
+
+
+@dataclass
+class TrialRequest:
+    trial_id: str
+    settings: dict          # full settings (SearchSpace.materialize)
+    params: dict            # what to log as param_<name>
+    dataset_dir: str
+    trial_dir: str
+    objectives: list        # metric names reported to the searcher
+    seed: int = 0
+
+
+def trial_seed(base: int, trial_id: str) -> int:
+    """A per-trial seed that is stable across restarts of the same trial."""
+    return base + int(hashlib.sha256(trial_id.encode()).hexdigest()[:6], 16)
+
+
+def build_configs(settings: dict, dataset: PreparedDataset, seed: int):
+    """Split flat settings into ModelConfig, TrainConfig and evaluation options."""
+    model_kw = {k: v for k, v in settings.items() if k in MODEL_KEYS}
+    if "tasks" in model_kw:
+        model_kw["tasks"] = tuple([model_kw["tasks"]] if isinstance(model_kw["tasks"], str) else model_kw["tasks"])
+    model_cfg = ModelConfig.for_dataset(dataset, **model_kw)
+    weighting = settings.get("weighting", "static")
+    options = {}
+    if weighting == "static":
+        options = {k: float(settings.get(k, 1.0)) for k in ("alpha", "beta", "gamma")}
+    elif weighting == "dwa" and "dwa_temperature" in settings:
+        options = {"temperature": float(settings["dwa_temperature"])}
+    train_kw = {k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "warmup_fraction",
+                                          "schedule", "clip_norm", "patience") if k in settings}
+    train_cfg = TrainConfig(**train_kw, weighting=weighting, weighting_options=options, seed=seed)
+    eval_opts = {"bertscore": True, "beam_width": 1, **{k: settings[k] for k in EVAL_KEYS if k in settings}}
+    return model_cfg, train_cfg, eval_opts
+
+
+def predict_split(model, dataset: PreparedDataset, split: str, beam_width: int = 1,
+                  batch_size: int = 64) -> dict:
+    """Decoded reports and head outputs for one split (active tasks only)."""
+    arrays = dataset.split(split)
+    tasks = model.cfg.tasks
+    tok = dataset.preprocessor.tokenizers["report"]
+    out = {"generated": [], "oc": [], "ml": []}
+    for start in range(0, len(arrays["sample_id"]), batch_size):
+        inputs = {k: arrays[k][start:start + batch_size] for k in INPUT_KEYS}
+        encoded = model.encode(inputs)
+        if "oc" in tasks:
+            out["oc"].append(model.oc_head(encoded).numpy())
+        if "ml" in tasks:
+            out["ml"].append(model.ml_head(encoded).numpy())
+        if "text" in tasks:
+            ids = (greedy_decode(model, inputs) if beam_width == 1
+                   else beam_search(model, inputs, beam_width=beam_width))
+            out["generated"].extend(join_words(tok.decode(row)) for row in ids)
+    out = {k: (np.concatenate(v) if k != "generated" and v else v) for k, v in out.items()}
+    return {**out, "findings": arrays["findings"]}
+
+
+def evaluate_split(model, dataset: PreparedDataset, split: str, eval_opts: dict):
+    """``(metrics prefixed with the split, per-sample table)`` for one split."""
+    pred = predict_split(model, dataset, split, eval_opts["beam_width"])
+    cohort = dataset.cohort.iloc[dataset.indices(split)]
+    tasks = model.cfg.tasks
+    metrics, per = evaluate(
+        sample_ids=cohort["sample_id"].tolist(),
+        references=cohort["report"].tolist() if "text" in tasks else None,
+        generated=pred["generated"] if "text" in tasks else None,
+        oc_true=cohort["acuity"].to_numpy() if "oc" in tasks else None,
+        oc_pred=decode_ordinal(pred["oc"]) if "oc" in tasks else None,
+        ml_true=pred["findings"] if "ml" in tasks else None,
+        ml_prob=pred["ml"] if "ml" in tasks else None,
+        bertscore=BertScoreConfig() if eval_opts["bertscore"] else None)
+    return {f"{split}_{k}": v for k, v in metrics.items()}, per
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    tmp.replace(path)
+
+
+def _write_parquet_atomic(path: Path, df: pd.DataFrame) -> None:
+    tmp = path.with_suffix(".tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def epoch_report(row: dict, objectives: list) -> dict:
+    """What Tune sees after each epoch: losses (for schedulers) and not-yet-known objectives."""
+    return {"epoch": row["epoch"], **{k: row.get(k, math.nan) for k in LOSS_KEYS},
+            **{m: math.nan for m in objectives}, "done": False}
+
+
+def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
+              report: Callable[[dict], None] | None = None) -> dict:
+    """Train, evaluate and record one trial; return the final result (also reported)."""
+    report = report or (lambda metrics: None)
+    trial_dir = Path(request.trial_dir)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    result_path = trial_dir / "result.json"
+    if result_path.exists():  # finished before a restart: exactly once
+        result = json.loads(result_path.read_text())
+        log.info("trial %s already finished; returning its recorded result", request.trial_id)
+        report(_final_report(result, request.objectives))
+        return result
+    handler = logging.FileHandler(trial_dir / "trial.log")
+    logging.getLogger().addHandler(handler)
+    try:
+        return _train_and_record(request, trial_dir, strategy, is_chief, report)
+    except Exception as exc:
+        if is_chief:
+            _write_json_atomic(trial_dir / "error.json", {
+                "trial_id": request.trial_id, "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(), "params": request.params,
+                "time": time.time()})
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def _train_and_record(request, trial_dir, strategy, is_chief, report) -> dict:
+    dataset = PreparedDataset.load(request.dataset_dir)
+    model_cfg, train_cfg, eval_opts = build_configs(request.settings, dataset, request.seed)
+    trainer = Trainer(model_cfg, train_cfg, dataset, strategy=strategy,
+                      checkpoint_dir=trial_dir / "checkpoint", save_checkpoints=is_chief)
+    fit = trainer.fit(lambda row, _: report(epoch_report(row, request.objectives)))
+    result = {"trial_id": request.trial_id, "status": "TERMINATED", "error": None,
+              "params": request.params, "settings": request.settings,
+              "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+              "stopped_early": fit.stopped_early, "train_seconds": fit.train_seconds}
+    if not is_chief:
+        report(_final_report(result, request.objectives))
+        return result
+    start = time.perf_counter()
+    metrics, test_rows = {}, None
+    for split in ("validate", "test"):  # test is never used for selection: only recorded
+        split_metrics, per = evaluate_split(trainer.model, dataset, split, eval_opts)
+        metrics.update({k.replace("validate_", "val_", 1): v for k, v in split_metrics.items()})
+        if split == "test":
+            test_rows = per
+    result.update(metrics=metrics, eval_seconds=time.perf_counter() - start)
+    epochs = pd.DataFrame(fit.history).assign(trial_id=request.trial_id)
+    _write_parquet_atomic(trial_dir / "epochs.parquet", epochs)
+    _write_parquet_atomic(trial_dir / "predictions.parquet", test_rows.assign(trial_id=request.trial_id))
+    _write_json_atomic(trial_dir / "result.json", result)  # last: marks the trial finished
+    (trial_dir / "error.json").unlink(missing_ok=True)
+    report(_final_report(result, request.objectives))
+    return result
+
+
+def _final_report(result: dict, objectives: list) -> dict:
+    metrics = result.get("metrics", {})
+    return {"epoch": result["epochs_run"], **metrics,
+            **{m: metrics.get(m, math.nan) for m in objectives},  # switched-off task: NaN
+            "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
+            "done": True}

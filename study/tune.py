@@ -1,0 +1,233 @@
+"""The Ray layer, kept thin: resources -> Tuner (Optuna multi-objective search) -> trials -> store.
+
+Each Tune trial is a function. With one worker per trial it trains *inside* that function: a Ray
+Train run costs 20-30 s of start-up on a 2-core machine (measured, see README), more than a whole
+smoke trial. With ``workers_per_trial > 1`` (or ``force_ray_train``) it launches a
+``TensorflowTrainer`` whose workers run the same :func:`study.trial.run_trial` under
+``MultiWorkerMirroredStrategy``; Ray Train's reports reach Tune through ``TuneReportCallback``.
+
+The dataset reaches trials as a *path* to the prepared dataset (memory-mapped features): on one
+machine every trial shares the page cache, on a cluster the path lives on shared storage. Nothing
+is copied through the driver per trial.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from .space import SearchSpace
+from .store import consolidate
+from .trial import TrialRequest, run_trial, trial_seed
+
+log = logging.getLogger(__name__)
+DRIVER_CPU_SHARE = 0.01  # a Tune function that only launches Train workers holds almost nothing
+
+
+@dataclass
+class StudyContext:
+    """What every trial needs besides its sampled parameters (shipped once via the object store)."""
+
+    space: SearchSpace
+    dataset_dir: str
+    experiment_dir: str
+    seed: int
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    max_failures: int = 1
+    force_ray_train: bool = False
+
+    @property
+    def uses_ray_train(self) -> bool:
+        return self.workers_per_trial > 1 or self.force_ray_train
+
+    def request(self, trial_id: str, sampled: dict) -> TrialRequest:
+        settings, params = self.space.materialize(sampled)
+        return TrialRequest(trial_id, settings, params, self.dataset_dir,
+                            str(Path(self.experiment_dir) / "trials" / trial_id),
+                            self.space.metrics, trial_seed(self.seed, trial_id))
+
+
+@dataclass
+class ResourcePlan:
+    trial_resources: dict     # what the Tune function itself reserves
+    worker_resources: dict    # per Ray Train worker (empty when training in the function)
+    max_concurrent: int
+
+
+def plan_resources(ctx: StudyContext, cluster: dict, requested_concurrency: int | None) -> ResourcePlan:
+    """Size each trial and the concurrency so every admitted trial can place all its workers.
+
+    (Two 1-worker Train trials on 2 CPUs, each trial holding a whole CPU while its worker waits
+    for one, hang for good: the Tune function of a Train trial therefore reserves only 0.01 CPU.)
+    """
+    cpus, gpus = cluster.get("CPU", 1.0), cluster.get("GPU", 0.0)
+    per_worker = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if ctx.gpus_per_worker else {})}
+    if ctx.uses_ray_train:
+        trial = {"cpu": DRIVER_CPU_SHARE}
+        need_cpu = ctx.workers_per_trial * ctx.cpus_per_worker
+        need_gpu = ctx.workers_per_trial * ctx.gpus_per_worker
+        fit = int(cpus // (need_cpu + DRIVER_CPU_SHARE))
+    else:
+        trial = {"cpu": ctx.cpus_per_worker, **({"gpu": ctx.gpus_per_worker} if ctx.gpus_per_worker else {})}
+        need_gpu = ctx.gpus_per_worker
+        fit = int(cpus // ctx.cpus_per_worker)
+    if need_gpu:
+        fit = min(fit, int(gpus // need_gpu))
+    if fit < 1:
+        raise ValueError(f"one trial needs {ctx.workers_per_trial} worker(s) x {per_worker}, but the "
+                         f"cluster has {cpus:g} CPU and {gpus:g} GPU: lower --workers-per-trial or "
+                         f"--gpus-per-worker, or add nodes")
+    if requested_concurrency and requested_concurrency > fit:
+        log.warning("--max-concurrent %d lowered to %d: more trials could not place their workers",
+                    requested_concurrency, fit)
+    concurrency = min(requested_concurrency or fit, fit)
+    return ResourcePlan(trial, per_worker if ctx.uses_ray_train else {}, concurrency)
+
+
+def _configure_threads(n: float) -> None:
+    """Keep TensorFlow inside the trial's CPU share (threads must be set before first TF use)."""
+    import tensorflow as tf
+
+    threads = max(1, int(n))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TF already initialised in this process (reused actor): keep its setting
+
+
+def train_worker(config: dict) -> None:
+    """Ray Train worker loop: the same trial code under MultiWorkerMirroredStrategy."""
+    import tensorflow as tf
+
+    request = TrialRequest(**config["request"])
+    _configure_threads(config["cpus_per_worker"])
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    rank = ray.train.get_context().get_world_rank()
+    run_trial(request, strategy=strategy, is_chief=rank == 0, report=ray.train.report)
+
+
+def trainable(config: dict, context: StudyContext) -> None:
+    """One Tune trial (a function trainable)."""
+    trial_id = tune.get_context().get_trial_id()
+    request = context.request(trial_id, config)
+    if not context.uses_ray_train:
+        _configure_threads(context.cpus_per_worker)
+        run_trial(request, report=tune.report)
+        return
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    gpus = context.gpus_per_worker
+    trainer = TensorflowTrainer(
+        train_worker,
+        train_loop_config={"request": asdict(request), "cpus_per_worker": context.cpus_per_worker},
+        scaling_config=ScalingConfig(num_workers=context.workers_per_trial, use_gpu=gpus > 0,
+                                     resources_per_worker={"CPU": context.cpus_per_worker,
+                                                           **({"GPU": gpus} if gpus else {})}),
+        run_config=RunConfig(name=f"train-{trial_id}",  # deterministic: a restarted trial finds it
+                             storage_path=str(Path(context.experiment_dir) / "ray_train"),
+                             failure_config=FailureConfig(max_failures=context.max_failures),
+                             callbacks=[TuneReportCallback()]))
+    trainer.fit()
+
+
+class ResultsCallback(tune.Callback):
+    """Driver side: record how each trial ended and rewrite the Parquet files as trials finish."""
+
+    def __init__(self, context: StudyContext, on_update=None):
+        self.context = context
+        self.on_update = on_update
+
+    def _trial_dir(self, trial) -> Path:
+        return Path(self.context.experiment_dir) / "trials" / trial.trial_id
+
+    def _refresh(self):
+        trials = consolidate(self.context.experiment_dir)
+        if self.on_update:
+            self.on_update(trials)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        d = self._trial_dir(trial)
+        if not (d / "result.json").exists():  # ended without its evaluation: stopped by a scheduler
+            d.mkdir(parents=True, exist_ok=True)
+            _, params = self.context.space.materialize(trial.config)
+            (d / "stopped.json").write_text(json.dumps({"trial_id": trial.trial_id, "params": params,
+                                                        "error": "stopped by the scheduler"}))
+        self._refresh()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        d = self._trial_dir(trial)
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / "error.json").exists():  # the process died before the trial could write it
+            _, params = self.context.space.materialize(trial.config)
+            message = str(trial.get_error() or "trial failed").strip().splitlines()
+            (d / "error.json").write_text(json.dumps({"trial_id": trial.trial_id, "params": params,
+                                                      "error": message[-1] if message else "trial failed"}))
+        self._refresh()
+
+
+def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_samples: int, name: str,
+                storage: str, asha: bool = False, verbose: int = 1, callbacks=()):
+    """A new Tuner for the study."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = context.space
+    search = OptunaSearch(space.distributions(), metric=space.metrics, mode=space.modes,
+                          sampler=space.sampler(context.seed))
+    scheduler = None
+    if asha:
+        from ray.tune.schedulers import ASHAScheduler
+
+        epochs = int(space.fixed.get("epochs", 10))
+        scheduler = ASHAScheduler(metric="val_loss_text", mode="min", time_attr="epoch",
+                                  max_t=epochs, grace_period=max(1, epochs // 4))
+    return tune.Tuner(
+        _wrapped(context, plan),
+        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=num_samples,
+                                    max_concurrent_trials=plan.max_concurrent,
+                                    trial_name_creator=lambda t: f"trial_{t.trial_id}",
+                                    trial_dirname_creator=lambda t: f"tune_{t.trial_id}"),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
+                                  progress_reporter=progress_reporter(space, num_samples),
+                                  failure_config=tune.FailureConfig(max_failures=context.max_failures),
+                                  callbacks=[ResultsCallback(context), *callbacks]))
+
+
+def progress_reporter(space: SearchSpace, num_samples: int):
+    """A compact live table: epoch, losses while training, the objectives once evaluated."""
+    params = {n: n.replace("loss_weights_", "w_") for n in space.distributions()}
+    metrics = {"epoch": "epoch", "val_loss_text": "val text loss",
+               **{m: m.replace("val_", "") for m in space.metrics}}
+    return tune.CLIReporter(metric_columns=metrics, parameter_columns=params,
+                            total_samples=num_samples, max_report_frequency=30,
+                            print_intermediate_tables=True)
+
+
+def restore_tuner(context: StudyContext, plan: ResourcePlan, experiment_dir: str):
+    """Continue an interrupted sweep: finished trials stay, unfinished ones resume, errored ones
+    stay failed (their error is recorded). Only experiment directories owned by the current user
+    are restored, since restoring unpickles them."""
+    path = Path(experiment_dir)
+    if "://" not in experiment_dir and path.exists() and path.stat().st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to another user; restoring it would unpickle code "
+                              f"written by them. Copy the results you trust instead.")
+    return tune.Tuner.restore(experiment_dir, _wrapped(context, plan), resume_unfinished=True,
+                              resume_errored=False, restart_errored=False)
+
+
+def _wrapped(context: StudyContext, plan: ResourcePlan):
+    return tune.with_resources(tune.with_parameters(trainable, context=context), plan.trial_resources)
+
+
+def cluster_resources() -> dict:
+    return {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+
