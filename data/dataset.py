@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class PreparedDataset:
 
     @classmethod
     def load(cls, directory: str | Path) -> "PreparedDataset":
-        directory = Path(directory)
+        directory = Path(directory).resolve()
         if not (directory / "meta.json").exists():
             raise FileNotFoundError(f"{directory}: not a prepared dataset (no meta.json); "
                                     f"run `python -m data.prepare COHORT_DIR`")
@@ -47,7 +48,10 @@ class PreparedDataset:
 
     @property
     def features(self) -> np.ndarray:
-        return np.load(Path(self.meta["feature_file"]), mmap_mode="r")
+        """(N, L, D) float16 memory map of the cached features (opened once per process)."""
+        if getattr(self, "_features", None) is None:
+            self._features = np.load(self.directory / self.meta["feature_file"], mmap_mode="r")
+        return self._features
 
     def indices(self, split: str) -> np.ndarray:
         if split not in SPLITS:
@@ -107,8 +111,8 @@ def prepare(cohort_dir: str | Path, *, cache_dir: str | Path | None = None,
             encoder: EncoderSpec = EncoderSpec(), preprocess: PreprocessConfig = PreprocessConfig(),
             on_bad_image: str = "raise", progress: bool = True) -> PreparedDataset:
     """Prepare (or reuse) the dataset of a cohort directory; see the module docstring."""
-    cohort_dir = Path(cohort_dir)
-    cache_dir = Path(cache_dir) if cache_dir else cohort_dir / "cache"
+    cohort_dir = Path(cohort_dir).resolve()  # absolute: trials may run in another directory
+    cache_dir = Path(cache_dir).resolve() if cache_dir else cohort_dir / "cache"
     cohort = read_cohort(cohort_dir)
     cache = extract_features(cohort["image_path"], cohort["split"] == "train", encoder,
                              cache_dir / "features", on_bad_image=on_bad_image, progress=progress)
@@ -133,7 +137,9 @@ def prepare(cohort_dir: str | Path, *, cache_dir: str | Path | None = None,
     np.savez(directory / "encoded.npz", **{k: np.concatenate(v)[inverse] for k, v in encoded.items()})
     cohort.to_parquet(directory / "cohort.parquet", index=False)
     (directory / "preprocessor.json").write_text(json.dumps(pre.to_dict(), indent=1))
-    meta = {"cohort_dir": str(cohort_dir.resolve()), "feature_file": str(cache.directory / "features.npy"),
+    # relative, so a dataset on shared storage works wherever each node mounts it
+    feature_file = os.path.relpath(cache.directory / "features.npy", directory)
+    meta = {"cohort_dir": str(cohort_dir), "feature_file": feature_file,
             "tokens": cache.meta["tokens"], "dim": cache.meta["dim"], "encoder": cache.meta["encoder"],
             "weights_used": cache.meta["weights_used"], "warning": cache.meta["warning"],
             "skipped_images": cache.meta["skipped_files"],
