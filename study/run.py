@@ -73,6 +73,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         if unknown:
             parser.error(f"--config {path}: unknown key(s) {unknown}; known: {sorted(known)}")
         parser.set_defaults(**values)
+        first, _ = parser.parse_known_args(argv)
+    if first.resume and first.name:  # a resumed study keeps the settings it was started with
+        recorded = Path(first.storage) / first.name / "study.json"
+        if recorded.exists():
+            saved = json.loads(recorded.read_text())["config"]
+            keep = {"resume", "name", "storage", "config", "verbose", "address"}
+            parser.set_defaults(**{k: v for k, v in saved.items() if k not in keep})
     args = parser.parse_args(argv)
     if args.resume and not args.name:
         parser.error("--resume needs --name (the experiment to continue)")

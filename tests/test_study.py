@@ -101,6 +101,14 @@ def test_resource_plan_avoids_the_deadlock(tmp_path):
         plan_resources(StudyContext(space, "", "", 0, workers_per_trial=2, gpus_per_worker=1), {"CPU": 8.0}, None)
 
 
+def test_resume_reuses_the_recorded_settings(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "study.json").write_text(json.dumps({"config": {
+        "search_space": "smoke", "num_samples": 4, "max_epochs": 2, "name": "old", "resume": False}}))
+    args = parse_args(["--storage", str(tmp_path), "--name", "x", "--resume"])
+    assert (args.search_space, args.num_samples, args.max_epochs, args.name) == ("smoke", 4, 2, "x")
+
+
 def test_existing_experiment_suggests_resume(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "study.json").write_text("{}")
@@ -178,9 +186,9 @@ def test_sigkill_then_resume_runs_every_trial_exactly_once(tmp_path):
     before = _finished(exp)
     assert 1 <= len(before) < 4
     mtimes = {t: (exp / "trials" / t / "result.json").stat().st_mtime for t in before}
+    # exactly the resume command the tool prints: the settings come from study.json
     subprocess.run([sys.executable, str(ROOT / "study" / "run.py"), "--storage", str(tmp_path),
-                    "--name", "k", "--resume", "--data-dir", str(tmp_path / "cohort"), *TINY,
-                    "--search-space", "smoke", "--max-epochs", "2"], cwd=ROOT, check=True,
+                    "--name", "k", "--resume"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
     trials = consolidate(exp)
     assert len(trials) == 4 and trials["trial_id"].is_unique
