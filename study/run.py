@@ -186,14 +186,15 @@ def summarize(experiment_dir: Path, space, args) -> None:
         with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
             print(f"\nPareto-optimal trials ({', '.join(f'{m} {d}' for m, d in objectives.items())}):")
             print(front[["trial_id", *params, *objectives]].to_string(index=False))
-    if not args.no_report:
-        try:
-            from study.report import render
+    if not args.no_report and len(trials):
+        from study.report import render
 
+        try:
             render(experiment_dir)
-            print(f"\nplots and summary: {experiment_dir / 'plots'}, {experiment_dir / 'summary.md'}")
-        except ImportError:
-            pass
+            print(f"\nplots and summary: {experiment_dir / 'plots'}/, {experiment_dir / 'summary.md'}")
+        except Exception as exc:  # the results are safe on disk; the report can be redone
+            print(f"\ncould not render the report ({type(exc).__name__}: {exc}); "
+                  f"retry with: python -m study.report {experiment_dir}")
     print(f"\nresults: {experiment_dir}/trials.parquet, epochs.parquet, predictions.parquet, study.json")
     print(f"logs:    {experiment_dir}/study.log (and trials/<id>/trial.log)")
 

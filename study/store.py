@@ -91,9 +91,16 @@ def _write_atomic(df: pd.DataFrame, path: Path) -> None:
 
 
 def consolidate(experiment_dir: str | Path) -> pd.DataFrame:
-    """Rewrite the three Parquet files from the trial directories; return the trial table."""
+    """Rewrite the three Parquet files from the trial directories; return the trial table.
+    With the study's objectives known (``study.json``), a ``pareto`` column marks the front."""
+    from .analysis import study_objectives, with_pareto_column
+
     experiment_dir = Path(experiment_dir)
     trials, epochs, predictions = collect(experiment_dir)
+    if (experiment_dir / "study.json").exists() and len(trials):
+        objectives = study_objectives(experiment_dir)
+        if all(m in trials for m in objectives):
+            trials = with_pareto_column(trials, objectives)
     _write_atomic(trials, experiment_dir / TRIALS)
     _write_atomic(epochs, experiment_dir / EPOCHS)
     _write_atomic(predictions, experiment_dir / PREDICTIONS)
