@@ -75,9 +75,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.set_defaults(**values)
         first, _ = parser.parse_known_args(argv)
     if first.resume and first.name:  # a resumed study keeps the settings it was started with
-        recorded = Path(first.storage) / first.name / "study.json"
-        if recorded.exists():
-            saved = json.loads(recorded.read_text())["config"]
+        from study.storage import Location
+
+        location = Location(first.storage, first.name)
+        if location.has_study():
+            saved = location.read_study()["config"]
             keep = {"resume", "name", "storage", "config", "verbose", "address"}
             parser.set_defaults(**{k: v for k, v in saved.items() if k not in keep})
     args = parser.parse_args(argv)
@@ -120,13 +122,15 @@ def prepare_data(args):
     from data.dataset import prepare
     from data.features import EncoderSpec
     from data.synthetic import generate
+    from study.storage import DEFAULT_LOCAL_ROOT, is_uri
 
     if args.data == "mimic":
         if not args.data_dir:
             raise SystemExit("--data mimic needs --data-dir: a cohort built by `python -m data.mimic`")
         cohort_dir = Path(args.data_dir)
     else:
-        cohort_dir = Path(args.data_dir or Path(args.storage) / ".data" /
+        data_root = DEFAULT_LOCAL_ROOT / "data" if is_uri(args.storage) else Path(args.storage) / ".data"
+        cohort_dir = Path(args.data_dir or data_root /
                           f"synthetic-n{args.n_synthetic}-seed{args.seed}-{args.image_size}px")
         if not (cohort_dir / "cohort.parquet").exists():
             print(f"generating the synthetic cohort ({args.n_synthetic} studies) in {cohort_dir}")
@@ -170,12 +174,14 @@ def write_study_json(experiment_dir: Path, args, space, dataset, plan) -> None:
     tmp.replace(path)
 
 
-def summarize(experiment_dir: Path, space, args) -> None:
+def summarize(location, space, args) -> None:
     import pandas as pd
 
     from study.analysis import pareto_front
     from study.store import consolidate
 
+    experiment_dir = location.local_dir
+    location.pull_records()
     trials = consolidate(experiment_dir)
     counts = trials["status"].value_counts().to_dict() if len(trials) else {}
     print(f"\n{len(trials)} trial(s) recorded: {counts}")
@@ -195,8 +201,11 @@ def summarize(experiment_dir: Path, space, args) -> None:
         except Exception as exc:  # the results are safe on disk; the report can be redone
             print(f"\ncould not render the report ({type(exc).__name__}: {exc}); "
                   f"retry with: python -m study.report {experiment_dir}")
-    print(f"\nresults: {experiment_dir}/trials.parquet, epochs.parquet, predictions.parquet, study.json")
-    print(f"logs:    {experiment_dir}/study.log (and trials/<id>/trial.log)")
+    location.push("trials.parquet", "epochs.parquet", "predictions.parquet", "summary.md", "plots",
+                  "study.log")
+    where = location.experiment_uri if location.remote else experiment_dir
+    print(f"\nresults: {where}/trials.parquet, epochs.parquet, predictions.parquet, study.json")
+    print(f"logs:    {where}/study.log (and trials/<id>/trial.log)")
 
 
 def resume_command(args) -> str:
@@ -213,12 +222,15 @@ def main(argv=None) -> Path:
     if args.max_epochs:
         space.fixed["epochs"] = args.max_epochs
     args.name = args.name or f"{Path(space.path).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    experiment_dir = Path(args.storage).resolve() / args.name
-    if (experiment_dir / "study.json").exists() and not args.resume:
-        raise SystemExit(f"{experiment_dir} already holds a study. Continue it with\n  "
+    from study.storage import Location, bundle_dataset
+
+    location = Location(args.storage, args.name)
+    experiment_dir = location.local_dir
+    if location.has_study() and not args.resume:
+        raise SystemExit(f"{location.experiment_uri} already holds a study. Continue it with\n  "
                          f"{resume_command(args)}\nor choose another --name.")
-    if args.resume and not (experiment_dir / "study.json").exists():
-        raise SystemExit(f"--resume: no study in {experiment_dir} to continue")
+    if args.resume and not location.has_study():
+        raise SystemExit(f"--resume: no study in {location.experiment_uri} to continue")
     num_samples = args.num_samples or space.num_samples
     if space.grid_size() and num_samples > space.grid_size():
         print(f"the grid has {space.grid_size()} configurations; running each once")
@@ -236,27 +248,38 @@ def main(argv=None) -> Path:
     ray.init(address=args.address, log_to_driver=args.verbose, include_dashboard=False,
              logging_level=logging.INFO if args.verbose else logging.WARNING,
              runtime_env={"env_vars": env})
-    context = study_tune.StudyContext(space, str(dataset.directory), str(experiment_dir), args.seed,
+    dataset_location = str(dataset.directory)
+    if location.remote:  # nodes fetch one self-contained copy from the shared storage
+        rel = f"dataset/{dataset.meta['fingerprint']}"
+        if not location.remote.exists(f"{rel}/meta.json"):
+            bundle = bundle_dataset(dataset.directory, experiment_dir / rel)
+            location.remote.upload(bundle, rel)
+        dataset_location = f"{location.experiment_uri}/{rel}"
+    context = study_tune.StudyContext(space, dataset_location, str(experiment_dir), args.seed,
                                       args.workers_per_trial, args.cpus_per_worker,
-                                      args.gpus_per_worker, args.max_failures, args.force_ray_train)
+                                      args.gpus_per_worker, args.max_failures, args.force_ray_train,
+                                      location.experiment_uri if location.remote else None)
     plan = study_tune.plan_resources(context, study_tune.cluster_resources(), args.max_concurrent)
+    if args.resume:
+        location.read_study()  # keep created/resumed history from the shared copy
     write_study_json(experiment_dir, args, space, dataset, plan)
+    location.push("study.json")
     print(f"study {args.name}: {num_samples} trial(s) of {space.path.name}, up to {plan.max_concurrent} "
           f"at once, {args.workers_per_trial} worker(s) each; results in {experiment_dir}")
     start = time.perf_counter()
     try:
-        if args.resume and study_tune.tune.Tuner.can_restore(str(experiment_dir)):
-            tuner = study_tune.restore_tuner(context, plan, str(experiment_dir))
+        if args.resume and study_tune.tune.Tuner.can_restore(location.experiment_uri):
+            tuner = study_tune.restore_tuner(context, plan, location.experiment_uri)
         else:
             tuner = study_tune.build_tuner(context, plan, num_samples=num_samples, name=args.name,
-                                           storage=str(experiment_dir.parent), asha=args.asha,
+                                           storage=location.tune_storage, asha=args.asha,
                                            verbose=2 if args.verbose else 1)
         results = tuner.fit()
         interrupted = any(r.metrics.get("done") is not True and r.error is None for r in results)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        summarize(experiment_dir, space, args)
+        summarize(location, space, args)
         ray.shutdown()
     print(f"wall time: {time.perf_counter() - start:.0f} s")
     if interrupted:

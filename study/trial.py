@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs as pafs
 
 from data.dataset import PreparedDataset
 from data.preprocess import decode_ordinal
@@ -37,6 +38,7 @@ from model.train import TrainConfig, Trainer
 
 from .metrics import BertScoreConfig, evaluate
 from .space import EVAL_KEYS, MODEL_KEYS
+from .storage import Remote, local_dataset
 
 log = logging.getLogger(__name__)
 INPUT_KEYS = ("image_features", "vitals", "categoricals", "chief_complaint", "icd_title", "report_ids")
@@ -53,6 +55,7 @@ class TrialRequest:
     trial_dir: str
     objectives: list        # metric names reported to the searcher
     seed: int = 0
+    remote_uri: str | None = None  # experiment URI when results live on a remote filesystem
 
 
 def trial_seed(base: int, trial_id: str) -> int:
@@ -142,6 +145,9 @@ def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
     report = report or (lambda metrics: None)
     trial_dir = Path(request.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
+    sync = TrialSync(request, trial_dir) if request.remote_uri else None
+    if sync:
+        sync.pull()  # a trial restarted on another node continues from the pushed checkpoint
     result_path = trial_dir / "result.json"
     if result_path.exists():  # finished before a restart: exactly once
         result = json.loads(result_path.read_text())
@@ -151,25 +157,33 @@ def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
     handler = logging.FileHandler(trial_dir / "trial.log")
     logging.getLogger().addHandler(handler)
     try:
-        return _train_and_record(request, trial_dir, strategy, is_chief, report)
+        return _train_and_record(request, trial_dir, strategy, is_chief, report, sync)
     except Exception as exc:
         if is_chief:
             _write_json_atomic(trial_dir / "error.json", {
                 "trial_id": request.trial_id, "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(), "params": request.params,
                 "time": time.time()})
+            if sync:
+                sync.push("error.json", "trial.log")
         raise
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
 
 
-def _train_and_record(request, trial_dir, strategy, is_chief, report) -> dict:
-    dataset = PreparedDataset.load(request.dataset_dir)
+def _train_and_record(request, trial_dir, strategy, is_chief, report, sync) -> dict:
+    dataset = PreparedDataset.load(local_dataset(request.dataset_dir))
     model_cfg, train_cfg, eval_opts = build_configs(request.settings, dataset, request.seed)
     trainer = Trainer(model_cfg, train_cfg, dataset, strategy=strategy,
                       checkpoint_dir=trial_dir / "checkpoint", save_checkpoints=is_chief)
-    fit = trainer.fit(lambda row, _: report(epoch_report(row, request.objectives)))
+
+    def on_epoch_end(row, _):
+        if sync and is_chief:
+            sync.push_checkpoint()
+        report(epoch_report(row, request.objectives))
+
+    fit = trainer.fit(on_epoch_end)
     result = {"trial_id": request.trial_id, "status": "TERMINATED", "error": None,
               "params": request.params, "settings": request.settings,
               "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
@@ -190,8 +204,45 @@ def _train_and_record(request, trial_dir, strategy, is_chief, report) -> dict:
     _write_parquet_atomic(trial_dir / "predictions.parquet", test_rows.assign(trial_id=request.trial_id))
     _write_json_atomic(trial_dir / "result.json", result)  # last: marks the trial finished
     (trial_dir / "error.json").unlink(missing_ok=True)
+    if sync:
+        sync.push("epochs.parquet", "predictions.parquet", "trial.log", "result.json")
+        sync.remove("error.json")  # an earlier failed attempt is superseded
     report(_final_report(result, request.objectives))
     return result
+
+
+class TrialSync:
+    """Mirror of a trial directory on remote storage (see :mod:`study.storage`)."""
+
+    def __init__(self, request: TrialRequest, trial_dir: Path):
+        self.remote = Remote(request.remote_uri)
+        self.rel = f"trials/{request.trial_id}"
+        self.trial_dir = trial_dir
+
+    def pull(self) -> None:
+        self.remote.download(self.rel, self.trial_dir)
+
+    def push(self, *names: str) -> None:
+        """Upload files in order (so ``result.json`` given last becomes visible last)."""
+        for name in names:
+            if (self.trial_dir / name).exists():
+                self.remote.upload(self.trial_dir / name, f"{self.rel}/{name}")
+
+    def remove(self, name: str) -> None:
+        if self.remote.exists(f"{self.rel}/{name}"):
+            self.remote.fs.delete_file(self.remote.path(f"{self.rel}/{name}"))
+
+    def push_checkpoint(self) -> None:
+        """Upload the newest checkpoint, then its pointer, then drop older remote checkpoints."""
+        local = self.trial_dir / "checkpoint"
+        latest = json.loads((local / "checkpoint.json").read_text())["latest"]
+        self.remote.upload(local / latest, f"{self.rel}/checkpoint/{latest}")
+        self.remote.upload(local / "checkpoint.json", f"{self.rel}/checkpoint/checkpoint.json")
+        listing = self.remote.fs.get_file_info(pafs.FileSelector(self.remote.path(f"{self.rel}/checkpoint")))
+        for info in listing:
+            name = info.path.rsplit("/", 1)[-1]
+            if info.type == pafs.FileType.Directory and name.startswith("epoch-") and name != latest:
+                self.remote.fs.delete_dir(info.path)
 
 
 def _final_report(result: dict, objectives: list) -> dict:

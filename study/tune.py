@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import ray
 from ray import tune
 
 from .space import SearchSpace
+from .storage import Remote
 from .store import consolidate
 from .trial import TrialRequest, run_trial, trial_seed
 
@@ -42,6 +44,7 @@ class StudyContext:
     gpus_per_worker: float = 0.0
     max_failures: int = 1
     force_ray_train: bool = False
+    remote_uri: str | None = None   # experiment URI when storage is remote (study.storage)
 
     @property
     def uses_ray_train(self) -> bool:
@@ -51,7 +54,7 @@ class StudyContext:
         settings, params = self.space.materialize(sampled)
         return TrialRequest(trial_id, settings, params, self.dataset_dir,
                             str(Path(self.experiment_dir) / "trials" / trial_id),
-                            self.space.metrics, trial_seed(self.seed, trial_id))
+                            self.space.metrics, trial_seed(self.seed, trial_id), self.remote_uri)
 
 
 @dataclass
@@ -111,6 +114,10 @@ def train_worker(config: dict) -> None:
     _configure_threads(config["cpus_per_worker"])
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     rank = ray.train.get_context().get_world_rank()
+    placement = Path(request.trial_dir) / "workers"  # where each worker ran (for users and tests)
+    placement.mkdir(parents=True, exist_ok=True)
+    (placement / f"rank-{rank}.json").write_text(json.dumps(
+        {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}))
     run_trial(request, strategy=strategy, is_chief=rank == 0, report=ray.train.report)
 
 
@@ -151,27 +158,42 @@ class ResultsCallback(tune.Callback):
         return Path(self.context.experiment_dir) / "trials" / trial.trial_id
 
     def _refresh(self):
+        remote = Remote(self.context.remote_uri) if self.context.remote_uri else None
+        if remote:  # trials pushed their records from wherever they ran
+            remote.download("trials", Path(self.context.experiment_dir) / "trials", skip_suffixes=(".npz",))
         trials = consolidate(self.context.experiment_dir)
+        if remote:
+            for name in ("trials.parquet", "epochs.parquet", "predictions.parquet"):
+                remote.upload(Path(self.context.experiment_dir) / name, name)
         if self.on_update:
             self.on_update(trials)
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
+    def _record(self, trial, name: str, payload: dict) -> None:
         d = self._trial_dir(trial)
-        if not (d / "result.json").exists():  # ended without its evaluation: stopped by a scheduler
-            d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text(json.dumps(payload))
+        if self.context.remote_uri:
+            Remote(self.context.remote_uri).upload(d / name, f"trials/{trial.trial_id}/{name}")
+
+    def _finished_somewhere(self, trial, name: str) -> bool:
+        if (self._trial_dir(trial) / name).exists():
+            return True
+        return bool(self.context.remote_uri) and Remote(self.context.remote_uri).exists(
+            f"trials/{trial.trial_id}/{name}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if not self._finished_somewhere(trial, "result.json"):  # stopped by a scheduler
             _, params = self.context.space.materialize(trial.config)
-            (d / "stopped.json").write_text(json.dumps({"trial_id": trial.trial_id, "params": params,
-                                                        "error": "stopped by the scheduler"}))
+            self._record(trial, "stopped.json", {"trial_id": trial.trial_id, "params": params,
+                                                 "error": "stopped by the scheduler"})
         self._refresh()
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        d = self._trial_dir(trial)
-        d.mkdir(parents=True, exist_ok=True)
-        if not (d / "error.json").exists():  # the process died before the trial could write it
+        if not self._finished_somewhere(trial, "error.json"):  # the process died before writing it
             _, params = self.context.space.materialize(trial.config)
             message = str(trial.get_error() or "trial failed").strip().splitlines()
-            (d / "error.json").write_text(json.dumps({"trial_id": trial.trial_id, "params": params,
-                                                      "error": message[-1] if message else "trial failed"}))
+            self._record(trial, "error.json", {"trial_id": trial.trial_id, "params": params,
+                                               "error": message[-1] if message else "trial failed"})
         self._refresh()
 
 
