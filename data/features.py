@@ -40,7 +40,7 @@ class EncoderSpec:
     """Which CNN turns an image into L x D vectors.
 
     ``weights``: ``"imagenet"`` (Keras downloads or reuses ~/.keras/models), a path to a local
-    weights file, or ``None`` for random weights. ``fallback_to_random``: when ImageNet weights
+    weights file, or ``None`` for random weights (seeded by ``seed``). ``fallback_to_random``: when ImageNet weights
     cannot be had, continue with random weights and a loud warning instead of failing.
     """
 
@@ -48,6 +48,7 @@ class EncoderSpec:
     image_size: int = 224
     weights: str | None = "imagenet"
     fallback_to_random: bool = True
+    seed: int = 0  # initialises random weights, so a random encoder is the same in every run
 
 
 def build_encoder(spec: EncoderSpec):
@@ -63,6 +64,7 @@ def build_encoder(spec: EncoderSpec):
     shape = (spec.image_size, spec.image_size, 3)
 
     def make(weights):
+        keras.utils.set_random_seed(spec.seed)
         return constructor(include_top=False, weights=weights, input_shape=shape)
 
     if spec.weights is None:

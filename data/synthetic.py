@@ -167,7 +167,7 @@ def render_image(row, size: int, rng: np.random.Generator) -> np.ndarray:
         img += 0.5 * blob * lung
     if row["Atelectasis"]:   # thin linear band near the base
         yb = rng.uniform(0.6, 0.66) + 0.15 * (x - side_cx) * rng.uniform(-1, 1)
-        img[lung & (abs(y - yb) < 0.018)] += 0.45
+        img[lung & (abs(y - yb) < 0.02)] += 0.5
     if row["Pleural Effusion"]:   # basal opacity, meniscus rising laterally
         lateral = side_cx + (-0.17 if row["side"] == "right" else 0.17)
         meniscus = 0.66 - 5.0 * np.clip((x - side_cx) * (lateral - side_cx), -0.01, None)

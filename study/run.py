@@ -275,7 +275,7 @@ def main(argv=None) -> Path:
                                            storage=location.tune_storage, asha=args.asha,
                                            verbose=2 if args.verbose else 1)
         results = tuner.fit()
-        interrupted = any(r.metrics.get("done") is not True and r.error is None for r in results)
+        interrupted = any(r.metrics.get("evaluated") is not True and r.error is None for r in results)
     except KeyboardInterrupt:
         interrupted = True
     finally:

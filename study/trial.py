@@ -136,7 +136,7 @@ def _write_parquet_atomic(path: Path, df: pd.DataFrame) -> None:
 def epoch_report(row: dict, objectives: list) -> dict:
     """What Tune sees after each epoch: losses (for schedulers) and not-yet-known objectives."""
     return {"epoch": row["epoch"], **{k: row.get(k, math.nan) for k in LOSS_KEYS},
-            **{m: math.nan for m in objectives}, "done": False}
+            **{m: math.nan for m in objectives}, "evaluated": False}
 
 
 def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
@@ -246,8 +246,11 @@ class TrialSync:
 
 
 def _final_report(result: dict, objectives: list) -> dict:
+    # The flag is "evaluated", not Tune's reserved "done": done=True makes Tune kill the trial
+    # actor at once, before a Ray Train run inside it has shut down, which leaks the run's
+    # placement group and starves every later trial (ray-project/ray#54305).
     metrics = result.get("metrics", {})
     return {"epoch": result["epochs_run"], **metrics,
             **{m: metrics.get(m, math.nan) for m in objectives},  # switched-off task: NaN
             "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
-            "done": True}
+            "evaluated": True}

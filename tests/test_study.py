@@ -157,13 +157,17 @@ def test_failing_trial_is_recorded_while_others_finish(tmp_path):
 
 
 @pytest.mark.slow
-def test_trial_with_two_ray_train_workers(tmp_path):
-    exp = sweep(tmp_path, "--search-space", "smoke", "--num-samples", "1", "--max-epochs", "1",
+def test_trials_with_two_ray_train_workers(tmp_path):
+    """Two trials, one after the other (the resources admit one), each a 2-worker Ray Train run:
+    the second starts too (a trial reporting Tune's "done" would leak the first's workers)."""
+    exp = sweep(tmp_path, "--search-space", "smoke", "--num-samples", "2", "--max-epochs", "1",
                 "--workers-per-trial", "2", "--cpus-per-worker", "0.5", "--name", "ddp")
     trials = pd.read_parquet(exp / "trials.parquet")
-    assert len(trials) == 1 and trials.loc[0, "status"] == "TERMINATED"
-    assert trials.loc[0, "val_rouge_l"] == trials.loc[0, "val_rouge_l"]  # reported, not NaN
-    assert list((exp / "ray_train").glob("train-*")), "the trial ran through Ray Train"
+    assert len(trials) == 2 and (trials["status"] == "TERMINATED").all()
+    assert trials["val_rouge_l"].notna().all()  # evaluated and reported
+    assert len(list((exp / "ray_train").glob("train-*"))) == 2, "each trial ran through Ray Train"
+    for trial_dir in (exp / "trials").glob("*"):
+        assert sorted(p.name for p in (trial_dir / "workers").glob("*.json")) == ["rank-0.json", "rank-1.json"]
 
 
 def _finished(exp: Path) -> dict:
