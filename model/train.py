@@ -111,12 +111,7 @@ class Trainer:
             self.optimizer.apply_gradients(zip(grads, self.variables))
             return losses
 
-        @tf.function
-        def train_step(batch):
-            per_replica = self.strategy.run(step, args=batch)
-            return {t: self.strategy.reduce("SUM", v, axis=None) for t, v in per_replica.items()}
-
-        return train_step
+        return self._replicated(step)
 
     def _make_eval_step(self):
         def step(inputs, targets):
@@ -125,12 +120,17 @@ class Trainer:
             sums["_count"] = tf.cast(tf.shape(targets["findings"])[0], tf.float32)
             return sums
 
+        return self._replicated(step)
+
+    def _replicated(self, step):
+        """Compile ``step`` to run on every replica, its outputs summed across replicas."""
+
         @tf.function
-        def eval_step(batch):
+        def run(batch):
             per_replica = self.strategy.run(step, args=batch)
             return {t: self.strategy.reduce("SUM", v, axis=None) for t, v in per_replica.items()}
 
-        return eval_step
+        return run
 
     def evaluate(self, split: str = "validate") -> dict:
         """Mean loss per active task over a split."""

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .significance import holm, paired_test
+from model.config import TASKS
 
-TASKS = ("text", "oc", "ml")
+from .significance import holm, paired_test
 
 
 # ---- Pareto front -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import analysis as A
 from . import plots as P
-from .store import load
+from .store import TRIALS, load, write_parquet_atomic
 
 
 def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -35,13 +35,8 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
 def _space(experiment_dir: Path):
     from .space import load_space
 
-    record = json.loads((experiment_dir / "study.json").read_text())
-    tmp = experiment_dir / ".space.yaml"
-    tmp.write_text(record["search_space"]["text"])
-    try:
-        return load_space(tmp)
-    finally:
-        tmp.unlink()
+    record = json.loads((experiment_dir / "study.json").read_text())["search_space"]
+    return load_space(record.get("path", experiment_dir / "study.json"), text=record["text"])
 
 
 def chosen_trials(trials: pd.DataFrame, objectives: dict) -> dict:
@@ -62,9 +57,7 @@ def render(experiment_dir: str | Path, objectives: dict | None = None) -> dict[s
     trials, epochs, predictions = tables["trials"], tables["epochs"], tables["predictions"]
     objectives = objectives or A.study_objectives(experiment_dir)
     trials = A.with_pareto_column(trials, objectives)
-    tmp = experiment_dir / ".trials.parquet.tmp"
-    trials.to_parquet(tmp, index=False)
-    tmp.replace(experiment_dir / "trials.parquet")
+    write_parquet_atomic(experiment_dir / TRIALS, trials)
 
     plots = experiment_dir / "plots"
     plots.mkdir(exist_ok=True)

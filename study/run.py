@@ -154,6 +154,8 @@ def package_versions() -> dict:
 
 
 def write_study_json(experiment_dir: Path, args, space, dataset, plan) -> None:
+    from study.store import write_json_atomic
+
     path = experiment_dir / "study.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     record = {
@@ -169,15 +171,14 @@ def write_study_json(experiment_dir: Path, args, space, dataset, plan) -> None:
         "resources": {"trial": plan.trial_resources, "worker": plan.worker_resources,
                       "max_concurrent": plan.max_concurrent},
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    write_json_atomic(path, record, indent=2)
 
 
 def summarize(location, space, args) -> None:
     import pandas as pd
 
     from study.analysis import pareto_front
+    from study.storage import RECORD_TABLES
     from study.store import consolidate
 
     experiment_dir = location.local_dir
@@ -201,8 +202,7 @@ def summarize(location, space, args) -> None:
         except Exception as exc:  # the results are safe on disk; the report can be redone
             print(f"\ncould not render the report ({type(exc).__name__}: {exc}); "
                   f"retry with: python -m study.report {experiment_dir}")
-    location.push("trials.parquet", "epochs.parquet", "predictions.parquet", "summary.md", "plots",
-                  "study.log")
+    location.push(*RECORD_TABLES, "summary.md", "plots", "study.log")
     where = location.experiment_uri if location.remote else experiment_dir
     print(f"\nresults: {where}/trials.parquet, epochs.parquet, predictions.parquet, study.json")
     print(f"logs:    {where}/study.log (and trials/<id>/trial.log)")

@@ -180,11 +180,11 @@ def _check_param(path, name, spec):
         _fail(path, f"{key}.type", f"must be one of float, int, categorical, simplex; got {kind!r}")
 
 
-def load_space(path: str | Path) -> SearchSpace:
-    """Parse and validate a search space file."""
+def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
+    """Parse and validate a search space file (or its ``text``, named ``path`` in errors)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text() if text is None else text)
     except yaml.YAMLError as exc:
         raise SearchSpaceError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict):

@@ -88,6 +88,20 @@ class Remote:
             self.fs.delete_dir(self.path(rel))
 
 
+RECORD_TABLES = ("trials.parquet", "epochs.parquet", "predictions.parquet")
+
+
+def pull_records(remote: Remote, local_dir: Path) -> None:
+    """Fetch every trial's records (not its checkpoint weights) for consolidation."""
+    remote.download("trials", local_dir / "trials", skip_suffixes=(".npz",))
+
+
+def push_files(remote: Remote, local_dir: Path, *rels: str) -> None:
+    for rel in rels:
+        if (local_dir / rel).exists():
+            remote.upload(local_dir / rel, rel)
+
+
 @dataclass
 class Location:
     """An experiment's storage and its local working directory."""
@@ -117,17 +131,12 @@ class Location:
         return f"{self.tune_storage}/{self.name}"
 
     def push(self, *rels: str) -> None:
-        remote = self.remote
-        if remote:
-            for rel in rels:
-                if (self.local_dir / rel).exists():
-                    remote.upload(self.local_dir / rel, rel)
+        if self.remote:
+            push_files(self.remote, self.local_dir, *rels)
 
     def pull_records(self) -> None:
-        """Fetch every trial's records (not its checkpoint weights) for consolidation."""
-        remote = self.remote
-        if remote:
-            remote.download("trials", self.local_dir / "trials", skip_suffixes=(".npz",))
+        if self.remote:
+            pull_records(self.remote, self.local_dir)
 
     def has_study(self) -> bool:
         remote = self.remote

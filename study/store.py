@@ -84,9 +84,16 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     return trials.reset_index(drop=True), epochs_df, preds
 
 
-def _write_atomic(df: pd.DataFrame, path: Path) -> None:
+def write_parquet_atomic(path: Path, df: pd.DataFrame) -> None:
+    """Write-then-rename: readers see the old file or the new one, never a torn one."""
     tmp = path.with_name(f".{path.name}.tmp")
     df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def write_json_atomic(path: Path, payload: dict, indent: int = 1) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=indent, default=str))
     tmp.replace(path)
 
 
@@ -101,9 +108,9 @@ def consolidate(experiment_dir: str | Path) -> pd.DataFrame:
         objectives = study_objectives(experiment_dir)
         if all(m in trials for m in objectives):
             trials = with_pareto_column(trials, objectives)
-    _write_atomic(trials, experiment_dir / TRIALS)
-    _write_atomic(epochs, experiment_dir / EPOCHS)
-    _write_atomic(predictions, experiment_dir / PREDICTIONS)
+    write_parquet_atomic(experiment_dir / TRIALS, trials)
+    write_parquet_atomic(experiment_dir / EPOCHS, epochs)
+    write_parquet_atomic(experiment_dir / PREDICTIONS, predictions)
     return trials
 
 

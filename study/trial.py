@@ -39,6 +39,7 @@ from model.train import TrainConfig, Trainer
 from .metrics import BertScoreConfig, evaluate
 from .space import EVAL_KEYS, MODEL_KEYS
 from .storage import Remote, local_dataset
+from .store import EPOCHS, PREDICTIONS, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 INPUT_KEYS = ("image_features", "vitals", "categoricals", "chief_complaint", "icd_title", "report_ids")
@@ -104,8 +105,11 @@ def predict_split(model, dataset: PreparedDataset, split: str, beam_width: int =
     return {**out, "findings": arrays["findings"]}
 
 
+SPLIT_PREFIX = {"validate": "val", "test": "test"}  # metric names of the Parquet contract
+
+
 def evaluate_split(model, dataset: PreparedDataset, split: str, eval_opts: dict):
-    """``(metrics prefixed with the split, per-sample table)`` for one split."""
+    """``(metrics prefixed val_/test_, per-sample table)`` for one split."""
     pred = predict_split(model, dataset, split, eval_opts["beam_width"])
     cohort = dataset.cohort.iloc[dataset.indices(split)]
     tasks = model.cfg.tasks
@@ -118,19 +122,7 @@ def evaluate_split(model, dataset: PreparedDataset, split: str, eval_opts: dict)
         ml_true=pred["findings"] if "ml" in tasks else None,
         ml_prob=pred["ml"] if "ml" in tasks else None,
         bertscore=BertScoreConfig() if eval_opts["bertscore"] else None)
-    return {f"{split}_{k}": v for k, v in metrics.items()}, per
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    tmp.replace(path)
-
-
-def _write_parquet_atomic(path: Path, df: pd.DataFrame) -> None:
-    tmp = path.with_suffix(".tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    return {f"{SPLIT_PREFIX[split]}_{k}": v for k, v in metrics.items()}, per
 
 
 def epoch_report(row: dict, objectives: list) -> dict:
@@ -160,7 +152,7 @@ def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
         return _train_and_record(request, trial_dir, strategy, is_chief, report, sync)
     except Exception as exc:
         if is_chief:
-            _write_json_atomic(trial_dir / "error.json", {
+            write_json_atomic(trial_dir / "error.json", {
                 "trial_id": request.trial_id, "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(), "params": request.params,
                 "time": time.time()})
@@ -195,17 +187,17 @@ def _train_and_record(request, trial_dir, strategy, is_chief, report, sync) -> d
     metrics, test_rows = {}, None
     for split in ("validate", "test"):  # test is never used for selection: only recorded
         split_metrics, per = evaluate_split(trainer.model, dataset, split, eval_opts)
-        metrics.update({k.replace("validate_", "val_", 1): v for k, v in split_metrics.items()})
+        metrics.update(split_metrics)
         if split == "test":
             test_rows = per
     result.update(metrics=metrics, eval_seconds=time.perf_counter() - start)
     epochs = pd.DataFrame(fit.history).assign(trial_id=request.trial_id)
-    _write_parquet_atomic(trial_dir / "epochs.parquet", epochs)
-    _write_parquet_atomic(trial_dir / "predictions.parquet", test_rows.assign(trial_id=request.trial_id))
-    _write_json_atomic(trial_dir / "result.json", result)  # last: marks the trial finished
+    write_parquet_atomic(trial_dir / EPOCHS, epochs)
+    write_parquet_atomic(trial_dir / PREDICTIONS, test_rows.assign(trial_id=request.trial_id))
+    write_json_atomic(trial_dir / "result.json", result)  # last: marks the trial finished
     (trial_dir / "error.json").unlink(missing_ok=True)
     if sync:
-        sync.push("epochs.parquet", "predictions.parquet", "trial.log", "result.json")
+        sync.push(EPOCHS, PREDICTIONS, "trial.log", "result.json")
         sync.remove("error.json")  # an earlier failed attempt is superseded
     report(_final_report(result, request.objectives))
     return result

@@ -23,8 +23,8 @@ import ray
 from ray import tune
 
 from .space import SearchSpace
-from .storage import Remote
-from .store import consolidate
+from .storage import RECORD_TABLES, Remote, pull_records, push_files
+from .store import consolidate, write_json_atomic
 from .trial import TrialRequest, run_trial, trial_seed
 
 log = logging.getLogger(__name__)
@@ -150,28 +150,25 @@ def trainable(config: dict, context: StudyContext) -> None:
 class ResultsCallback(tune.Callback):
     """Driver side: record how each trial ended and rewrite the Parquet files as trials finish."""
 
-    def __init__(self, context: StudyContext, on_update=None):
+    def __init__(self, context: StudyContext):
         self.context = context
-        self.on_update = on_update
 
     def _trial_dir(self, trial) -> Path:
         return Path(self.context.experiment_dir) / "trials" / trial.trial_id
 
     def _refresh(self):
+        local = Path(self.context.experiment_dir)
         remote = Remote(self.context.remote_uri) if self.context.remote_uri else None
         if remote:  # trials pushed their records from wherever they ran
-            remote.download("trials", Path(self.context.experiment_dir) / "trials", skip_suffixes=(".npz",))
-        trials = consolidate(self.context.experiment_dir)
+            pull_records(remote, local)
+        consolidate(local)
         if remote:
-            for name in ("trials.parquet", "epochs.parquet", "predictions.parquet"):
-                remote.upload(Path(self.context.experiment_dir) / name, name)
-        if self.on_update:
-            self.on_update(trials)
+            push_files(remote, local, *RECORD_TABLES)
 
     def _record(self, trial, name: str, payload: dict) -> None:
         d = self._trial_dir(trial)
         d.mkdir(parents=True, exist_ok=True)
-        (d / name).write_text(json.dumps(payload))
+        write_json_atomic(d / name, payload)
         if self.context.remote_uri:
             Remote(self.context.remote_uri).upload(d / name, f"trials/{trial.trial_id}/{name}")
 
@@ -198,7 +195,7 @@ class ResultsCallback(tune.Callback):
 
 
 def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_samples: int, name: str,
-                storage: str, asha: bool = False, verbose: int = 1, callbacks=()):
+                storage: str, asha: bool = False, verbose: int = 1):
     """A new Tuner for the study."""
     from ray.tune.search.optuna import OptunaSearch
 
@@ -221,7 +218,7 @@ def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_samples: int, 
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
                                   progress_reporter=progress_reporter(space, num_samples),
                                   failure_config=tune.FailureConfig(max_failures=context.max_failures),
-                                  callbacks=[ResultsCallback(context), *callbacks]))
+                                  callbacks=[ResultsCallback(context)]))
 
 
 def progress_reporter(space: SearchSpace, num_samples: int):
