@@ -1,7 +1,7 @@
 """The Ray layer, kept thin: resources -> Tuner (Optuna multi-objective search) -> trials -> store.
 
 Each Tune trial is a function. With one worker per trial it trains *inside* that function: a Ray
-Train run costs 20-30 s of start-up on a 2-core machine (measured, see README), more than a whole
+Train run costs 20-30 s of start-up on a 2-core machine (measured for DESIGN.md), more than a whole
 smoke trial. With ``workers_per_trial > 1`` (or ``force_ray_train``) it launches a
 ``TensorflowTrainer`` whose workers run the same :func:`study.trial.run_trial` under
 ``MultiWorkerMirroredStrategy``; Ray Train's reports reach Tune through ``TuneReportCallback``.
