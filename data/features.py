@@ -10,6 +10,9 @@ so features are stored as ``(x - mean_train) / std_train`` in float16, whatever 
 
 Extraction is resumable: raw float32 features are written batch by batch into a memory-mapped
 file with a progress record, so an interruption or a bad image never loses the extracted part.
+Every run of the encoder, in any process, appends a line to ``<cache_root>/extractions.jsonl``
+(:func:`extraction_log`): how many images it encoded, when, where. A cache hit appends nothing,
+which is how the benchmarks show that a sweep never runs the CNN again.
 """
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ import hashlib
 import importlib
 import json
 import logging
+import os
+import socket
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +35,9 @@ log = logging.getLogger(__name__)
 RANDOM_WEIGHTS_WARNING = ("image encoder has RANDOM weights: ImageNet weights were not available "
                           "(no network and no local weights file). Features still carry signal "
                           "after standardisation, but results are not comparable to the paper's.")
+
+
+EXTRACTION_LOG = "extractions.jsonl"
 
 
 class ImageError(ValueError):
@@ -149,6 +158,8 @@ def extract_features(image_paths, train_mask, spec: EncoderSpec, cache_root: str
     directory.mkdir(parents=True, exist_ok=True)
 
     model, preprocess, weights_used, warning = build_encoder(spec)
+    log_entry = {"fingerprint": directory.name, "encoder": spec.name, "images": 0,
+                 "started": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
     h, w, d = model.output_shape[1:]
     raw_path, progress_path = directory / "raw.f32.npy", directory / "progress.json"
     state = json.loads(progress_path.read_text()) if progress_path.exists() else {"done": 0, "skipped": []}
@@ -156,26 +167,31 @@ def extract_features(image_paths, train_mask, spec: EncoderSpec, cache_root: str
                                     dtype=np.float32, shape=(len(image_paths), h * w, d))
     bar = tqdm(total=len(image_paths), initial=state["done"], desc=f"{spec.name} features",
                unit="img", disable=not progress)
-    while state["done"] < len(image_paths):
-        start = state["done"]
-        rows = range(start, min(start + batch_size, len(image_paths)))
-        images, ok = [], []
-        for i in rows:
-            try:
-                images.append(load_image(image_paths[i], spec.image_size))
-                ok.append(i)
-            except ImageError:
-                if on_bad_image == "raise":
-                    raise
-                state["skipped"].append(i)
-        if images:
-            out = model.predict_on_batch(preprocess(np.stack(images)))
-            raw[ok] = np.asarray(out, dtype=np.float32).reshape(len(ok), h * w, d)  # (B, L, D)
-        raw.flush()
-        state["done"] = rows.stop
-        progress_path.write_text(json.dumps(state))  # after the flush: never claims unwritten rows
-        bar.update(len(rows))
-    bar.close()
+    try:
+        while state["done"] < len(image_paths):
+            start = state["done"]
+            rows = range(start, min(start + batch_size, len(image_paths)))
+            images, ok = [], []
+            for i in rows:
+                try:
+                    images.append(load_image(image_paths[i], spec.image_size))
+                    ok.append(i)
+                except ImageError:
+                    if on_bad_image == "raise":
+                        raise
+                    state["skipped"].append(i)
+            if images:
+                out = model.predict_on_batch(preprocess(np.stack(images)))
+                raw[ok] = np.asarray(out, dtype=np.float32).reshape(len(ok), h * w, d)  # (B, L, D)
+                log_entry["images"] += len(ok)
+            raw.flush()
+            state["done"] = rows.stop
+            progress_path.write_text(json.dumps(state))  # after the flush: never claims unwritten rows
+            bar.update(len(rows))
+    finally:
+        bar.close()
+        with open(Path(cache_root) / EXTRACTION_LOG, "a") as f:  # one line per encoder run
+            f.write(json.dumps({**log_entry, "seconds": time.time() - log_entry["started"]}) + "\n")
 
     usable = train_mask.copy()
     usable[state["skipped"]] = False
@@ -199,6 +215,14 @@ def extract_features(image_paths, train_mask, spec: EncoderSpec, cache_root: str
     raw_path.unlink()
     progress_path.unlink()
     return FeatureCache(directory, meta)
+
+
+def extraction_log(cache_root: str | Path) -> list[dict]:
+    """Every encoder run recorded under ``cache_root`` (oldest first); empty if none."""
+    path = Path(cache_root) / EXTRACTION_LOG
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _channel_stats(raw: np.ndarray, rows: np.ndarray, chunk: int = 256):

@@ -97,7 +97,7 @@ class UnifiedDataBlock(ConfiguredLayer):
         self.type_embedding = self.add_weight(shape=(4, d), initializer="random_normal", name="type")
 
     def text_token(self, name, ids):
-        mask = ops.cast(ops.not_equal(ids, 0), "float32")[..., None]            # (B, W, 1)
+        mask = ops.cast(ops.not_equal(ids, 0), self.compute_dtype)[..., None]   # (B, W, 1)
         emb = self.embed[name](ids) * mask                                        # (B, W, d)
         pooled = ops.sum(emb, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)  # (B, d): mean of words
         return self.text_dense[name](pooled)
@@ -144,7 +144,7 @@ class SequenceHead(ConfiguredLayer):
         super().__init__(config, **kwargs)
         self.units = units
         self.norm = layers.LayerNormalization()
-        self.dense = layers.Dense(units, activation="sigmoid")
+        self.dense = layers.Dense(units, activation="sigmoid", dtype="float32")
 
     def call(self, encoded):
         return ops.mean(self.dense(self.norm(encoded)), axis=1)                  # (B, units)

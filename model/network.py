@@ -37,7 +37,7 @@ class ReportModel(keras.Model):
             self.position_embedding = layers.Embedding(cfg.report_length, cfg.d_model)
             self.decoder_layers = [DecoderLayer(config, name=f"decoder_{i}")
                                    for i in range(cfg.decoder_layers)]
-            self.to_vocab = layers.Dense(cfg.report_vocab, name="to_vocab")
+            self.to_vocab = layers.Dense(cfg.report_vocab, name="to_vocab", dtype="float32")
 
     def encode(self, inputs, training=False):
         data_tokens = self.data_block(inputs)                                     # (B, 4, d)

@@ -170,7 +170,18 @@ def write_study_json(experiment_dir: Path, args, space, dataset, plan) -> None:
         "data": {"source": args.data, "prepared_dir": str(dataset.directory), **dataset.meta},
         "resources": {"trial": plan.trial_resources, "worker": plan.worker_resources,
                       "max_concurrent": plan.max_concurrent},
+        "runs": previous.get("runs", []),  # where each invocation's time went (see record_run)
     }
+    write_json_atomic(path, record, indent=2)
+
+
+def record_run(experiment_dir: Path, timings: dict) -> None:
+    """Append this invocation's phase times (seconds) to study.json."""
+    from study.store import write_json_atomic
+
+    path = experiment_dir / "study.json"
+    record = json.loads(path.read_text())
+    record["runs"] = record.get("runs", []) + [{k: round(v, 3) for k, v in timings.items()}]
     write_json_atomic(path, record, indent=2)
 
 
@@ -236,7 +247,10 @@ def main(argv=None) -> Path:
         print(f"the grid has {space.grid_size()} configurations; running each once")
         num_samples = space.grid_size()
     setup_logging(experiment_dir, args.verbose)
+    clock = time.perf_counter()
+    timings = {}
     dataset = prepare_data(args)
+    timings["prepare_seconds"] = time.perf_counter() - clock
     if dataset.meta.get("warning"):
         print(f"WARNING: {dataset.meta['warning']}")
 
@@ -248,6 +262,7 @@ def main(argv=None) -> Path:
     ray.init(address=args.address, log_to_driver=args.verbose, include_dashboard=False,
              logging_level=logging.INFO if args.verbose else logging.WARNING,
              runtime_env={"env_vars": env})
+    timings["ray_start_seconds"] = time.perf_counter() - clock - timings["prepare_seconds"]
     dataset_location = str(dataset.directory)
     if location.remote:  # nodes fetch one self-contained copy from the shared storage
         rel = f"dataset/{dataset.meta['fingerprint']}"
@@ -279,8 +294,12 @@ def main(argv=None) -> Path:
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        timings["sweep_seconds"] = time.perf_counter() - start
         summarize(location, space, args)
         ray.shutdown()
+        timings["report_seconds"] = time.perf_counter() - start - timings["sweep_seconds"]
+        record_run(experiment_dir, {"started": time.time() - (time.perf_counter() - clock), **timings})
+        location.push("study.json")
     print(f"wall time: {time.perf_counter() - start:.0f} s")
     if interrupted:
         print(f"\nthe sweep did not finish; continue it with\n  {resume_command(args)}")

@@ -45,8 +45,9 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
             result = json.loads(result_path.read_text())
             row = {k: result[k] for k in ("trial_id", "status", "error", "best_epoch", "epochs_run",
                                           "train_seconds")}
-            row.update(result.get("metrics", {}), eval_seconds=result.get("eval_seconds"),
-                       finished_at=result_path.stat().st_mtime)
+            row.update(result.get("metrics", {}), seed=result.get("seed"),
+                       setup_seconds=result.get("setup_seconds"), eval_seconds=result.get("eval_seconds"),
+                       started_at=result.get("started"), finished_at=result_path.stat().st_mtime)
             params = result["params"]
             if (trial_dir / EPOCHS).exists():
                 epochs.append(pd.read_parquet(trial_dir / EPOCHS))

@@ -165,10 +165,12 @@ def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
 
 
 def _train_and_record(request, trial_dir, strategy, is_chief, report, sync) -> dict:
+    started, clock = time.time(), time.perf_counter()
     dataset = PreparedDataset.load(local_dataset(request.dataset_dir))
     model_cfg, train_cfg, eval_opts = build_configs(request.settings, dataset, request.seed)
     trainer = Trainer(model_cfg, train_cfg, dataset, strategy=strategy,
                       checkpoint_dir=trial_dir / "checkpoint", save_checkpoints=is_chief)
+    setup_seconds = time.perf_counter() - clock  # dataset fetch/open and model build
 
     def on_epoch_end(row, _):
         if sync and is_chief:
@@ -179,7 +181,8 @@ def _train_and_record(request, trial_dir, strategy, is_chief, report, sync) -> d
     result = {"trial_id": request.trial_id, "status": "TERMINATED", "error": None,
               "params": request.params, "settings": request.settings,
               "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
-              "stopped_early": fit.stopped_early, "train_seconds": fit.train_seconds}
+              "stopped_early": fit.stopped_early, "seed": request.seed, "started": started,
+              "setup_seconds": setup_seconds, "train_seconds": fit.train_seconds}
     if not is_chief:
         report(_final_report(result, request.objectives))
         return result
@@ -190,7 +193,7 @@ def _train_and_record(request, trial_dir, strategy, is_chief, report, sync) -> d
         metrics.update(split_metrics)
         if split == "test":
             test_rows = per
-    result.update(metrics=metrics, eval_seconds=time.perf_counter() - start)
+    result.update(metrics=metrics, eval_seconds=time.perf_counter() - start, finished=time.time())
     epochs = pd.DataFrame(fit.history).assign(trial_id=request.trial_id)
     write_parquet_atomic(trial_dir / EPOCHS, epochs)
     write_parquet_atomic(trial_dir / PREDICTIONS, test_rows.assign(trial_id=request.trial_id))

@@ -9,7 +9,7 @@ import pytest
 from data import features as features_mod
 from data.cohort import balanced_subset, label_group, split_by_patient
 from data.dataset import PreparedDataset, prepare
-from data.features import EncoderSpec, ImageError, extract_features
+from data.features import EncoderSpec, ImageError, extract_features, extraction_log
 from data.mimic import MimicError, build, extract_section, study_datetime
 from data.preprocess import (VITAL_BOUNDS, Preprocessor, clean_vitals, decode_ordinal,
                              encode_ordinal)
@@ -241,6 +241,8 @@ def test_feature_cache_hit_and_invalidation(tmp_path, tiny_cohort, monkeypatch):
     first = extract_features(df["image_path"], df["split"] == "train", spec, tmp_path, progress=False)
     again = extract_features(df["image_path"], df["split"] == "train", spec, tmp_path, progress=False)
     assert len(calls) == 1 and again.directory == first.directory
+    log = extraction_log(tmp_path)  # the cache hit encoded nothing, so it logged nothing
+    assert [(e["images"], e["fingerprint"]) for e in log] == [(12, first.directory.name)]
     assert first.features.dtype == np.float16 and first.features.shape == (12, 1, 1280)
     train = first.features[np.flatnonzero(df["split"] == "train")].astype(np.float32)
     assert abs(train.mean()) < 0.05  # standardised with training statistics
@@ -264,6 +266,8 @@ def test_corrupt_image_names_file_and_keeps_progress(tmp_path, tiny_cohort):
     cache = extract_features(paths, df["split"] == "train", spec, tmp_path / "c", batch_size=2,
                              on_bad_image="skip", progress=False)
     assert cache.skipped == [5] and cache.meta["skipped_files"] == [str(bad)]
+    # the failed run logged the 4 images it encoded; the resumed one the other 5 readable ones
+    assert [e["images"] for e in extraction_log(tmp_path / "c")] == [4, 5]
 
 
 def test_prepared_dataset_arrays_and_tf_pipeline(tiny_dataset):

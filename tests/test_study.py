@@ -141,6 +141,10 @@ def test_paper_grid_sweep_writes_contract_files(tmp_path):
     study = json.loads((exp / "study.json").read_text())
     assert study["versions"]["ray"] and study["data"]["weights_used"] == "random"
     assert "RANDOM" in study["data"]["warning"]
+    run = study["runs"][-1]  # where this invocation's time went
+    assert all(run[k] >= 0 for k in ("prepare_seconds", "ray_start_seconds", "sweep_seconds", "report_seconds"))
+    assert trials["seed"].is_unique and (trials["setup_seconds"] > 0).all()
+    assert (trials["started_at"] < trials["finished_at"]).all() and (trials["eval_seconds"] > 0).all()
 
 
 @pytest.mark.slow
