@@ -1,34 +1,29 @@
-"""Cached incremental vs naive greedy decoding (and beam search cost per width).
+"""3. Decoding: cached incremental vs naive greedy decoding, and beam search cost per width.
 
-    python -m benchmarks.decoding [--lengths 50 100 200] [--batch 16] [--widths 1 2 4] [--quick]
+    python -m benchmarks.decoding [--quick]
 
 Both decoders run on the same randomly initialised default-size model, with the end token
-disabled so every row decodes exactly N tokens. Prints a table; returns the rows as dicts.
+disabled so every row decodes exactly N tokens (50, 100, 200; batch 16). The naive decoder
+re-runs the whole prefix through the decoder for every new token (as the Keras captioning
+example); the cached one keeps each layer's keys and values and computes one position per token.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from .common import Finding, Outcome, cli, mean_seconds
 
-from model.config import ModelConfig  # noqa: E402
-from model.decoding import END_ID, beam_search, greedy_decode, naive_greedy_decode  # noqa: E402
-from model.network import build_model, dummy_inputs  # noqa: E402
-
-
-def _timed(fn, repeats=2):
-    fn()  # warm-up: traces the compiled step
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
+FULL = {"lengths": (50, 100, 200), "batch": 16, "widths": (1, 2, 4), "repeats": 1}
+QUICK = {"lengths": (10,), "batch": 2, "widths": (2,), "repeats": 1}
 
 
-def run(lengths=(50, 100, 200), batch=16, widths=(1, 2, 4), repeats=2) -> list[dict]:
+def measure(lengths, batch, widths, repeats) -> list[dict]:
+    from model.config import ModelConfig
+    from model.decoding import END_ID, beam_search, greedy_decode, naive_greedy_decode
+    from model.network import build_model, dummy_inputs
+
     rows = []
     for n in lengths:
         cfg = ModelConfig(report_length=n + 1)
@@ -37,34 +32,32 @@ def run(lengths=(50, 100, 200), batch=16, widths=(1, 2, 4), repeats=2) -> list[d
         bias.assign(bias.numpy() - 1e4 * np.eye(cfg.report_vocab)[END_ID])  # never stop early
         x = dummy_inputs(cfg, batch)
         x["image_features"] = np.random.default_rng(0).normal(size=x["image_features"].shape).astype("float32")
-        naive = _timed(lambda: naive_greedy_decode(model, x), repeats)
-        cached = _timed(lambda: greedy_decode(model, x), repeats)
-        rows.append({"benchmark": "decoding", "tokens": n, "batch": batch, "naive_s": naive,
-                     "cached_s": cached, "speedup": naive / cached})
-        for w in widths:
-            rows.append({"benchmark": "beam", "tokens": n, "batch": batch, "beam_width": w,
-                         "seconds": _timed(lambda: beam_search(model, x, beam_width=w), repeats),
-                         "vs_greedy": None})
-            rows[-1]["vs_greedy"] = rows[-1]["seconds"] / cached
+        naive = mean_seconds(lambda: naive_greedy_decode(model, x), repeats)
+        cached = mean_seconds(lambda: greedy_decode(model, x), repeats)
+        beams = {w: mean_seconds(lambda: beam_search(model, x, beam_width=w), repeats) for w in widths}
+        rows.append({"tokens": n, "batch": batch, "naive_s": naive, "cached_s": cached,
+                     "speedup": naive / cached, "beam_s": beams,
+                     "beam_vs_greedy": {w: s / cached for w, s in beams.items()}})
+        print(f"greedy {n:4d} tokens x {batch}: naive {naive:.3f} s, cached {cached:.3f} s "
+              f"(speed-up {naive / cached:.1f}x); beam "
+              + ", ".join(f"width {w} {s:.3f} s ({s / cached:.1f}x greedy)" for w, s in beams.items()))
     return rows
 
 
-def main(argv=None) -> list[dict]:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.decoding", description=__doc__.split("\n")[0])
-    p.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200])
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4])
-    p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")
-    a = p.parse_args(argv)
-    rows = run([10], 2, [2], 1) if a.quick else run(a.lengths, a.batch, a.widths)
-    for r in rows:
-        if r["benchmark"] == "decoding":
-            print(f"greedy {r['tokens']:4d} tokens x {r['batch']}: naive {r['naive_s']:.3f} s, "
-                  f"cached {r['cached_s']:.3f} s, speed-up {r['speedup']:.1f}x")
-        else:
-            print(f"beam width {r['beam_width']} at {r['tokens']} tokens: {r['seconds']:.3f} s "
-                  f"({r['vs_greedy']:.1f}x cached greedy)")
-    return rows
+def run(ws) -> Outcome:
+    start = time.perf_counter()
+    rows = measure(**(QUICK if ws.quick else FULL))
+    findings = [Finding("3 Decoding", f"greedy, {r['tokens']} tokens x {r['batch']}: cached vs naive",
+                        r["cached_s"], r["naive_s"], "s", r["speedup"]) for r in rows]
+    widest = max(rows[-1]["beam_s"])
+    findings.append(Finding("3 Decoding", f"beam width {widest}, {rows[-1]['tokens']} tokens: cost vs cached greedy",
+                            rows[-1]["beam_s"][widest], rows[-1]["cached_s"], "s",
+                            rows[-1]["beam_vs_greedy"][widest]))
+    return Outcome("decoding", findings, {"rows": rows}, time.perf_counter() - start)
+
+
+def main(argv=None) -> Outcome:
+    return cli("decoding", run, argv, __doc__)
 
 
 if __name__ == "__main__":

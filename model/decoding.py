@@ -26,7 +26,7 @@ def init_cache(model, encoded):
     caches = []
     for layer in model.decoder_layers:
         ck, cv = layer.cross_attention.project_kv(encoded)                       # (B, H, L, hd)
-        caches.append({"k": tf.zeros(shape), "v": tf.zeros(shape), "ck": ck, "cv": cv})
+        caches.append({"k": tf.zeros(shape, ck.dtype), "v": tf.zeros(shape, ck.dtype), "ck": ck, "cv": cv})
     return caches
 
 
@@ -36,7 +36,7 @@ def make_step(model):
     @tf.function(reduce_retracing=True)
     def step(tokens, position, caches):
         x = model.embed_tokens(tokens[:, None], start=position)                   # (B, 1, d)
-        onehot = tf.one_hot(position, model.cfg.report_length - 1)               # (Tmax,)
+        onehot = tf.one_hot(position, model.cfg.report_length - 1, dtype=x.dtype)  # (Tmax,)
         new = []
         for layer, cache in zip(model.decoder_layers, caches):
             x, cache = layer.step(x, onehot, cache)

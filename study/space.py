@@ -34,7 +34,7 @@ import yaml
 
 MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks"}
 TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "warmup_fraction", "schedule", "clip_norm",
-              "patience", "weighting", "dwa_temperature", "alpha", "beta", "gamma"}
+              "patience", "weighting", "dwa_temperature", "alpha", "beta", "gamma", "precision"}
 EVAL_KEYS = {"bertscore", "beam_width"}
 SETTING_KEYS = MODEL_KEYS | TRAIN_KEYS | EVAL_KEYS
 DEFAULT_OBJECTIVES = [{"metric": "val_rouge_l", "mode": "max"},

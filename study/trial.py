@@ -15,13 +15,11 @@ a ``report`` callable. Everything a trial produces lands in its own directory
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +35,7 @@ from model.decoding import beam_search, greedy_decode
 from model.train import TrainConfig, Trainer
 
 from .metrics import BertScoreConfig, evaluate
+from .request import TrialRequest
 from .space import EVAL_KEYS, MODEL_KEYS
 from .storage import Remote, local_dataset
 from .store import EPOCHS, PREDICTIONS, write_json_atomic, write_parquet_atomic
@@ -45,23 +44,6 @@ log = logging.getLogger(__name__)
 INPUT_KEYS = ("image_features", "vitals", "categoricals", "chief_complaint", "icd_title", "report_ids")
 LOSS_KEYS = ("train_loss_text", "train_loss_oc", "train_loss_ml",
              "val_loss_text", "val_loss_oc", "val_loss_ml")
-
-
-@dataclass
-class TrialRequest:
-    trial_id: str
-    settings: dict          # full settings (SearchSpace.materialize)
-    params: dict            # what to log as param_<name>
-    dataset_dir: str
-    trial_dir: str
-    objectives: list        # metric names reported to the searcher
-    seed: int = 0
-    remote_uri: str | None = None  # experiment URI when results live on a remote filesystem
-
-
-def trial_seed(base: int, trial_id: str) -> int:
-    """A per-trial seed that is stable across restarts of the same trial."""
-    return base + int(hashlib.sha256(trial_id.encode()).hexdigest()[:6], 16)
 
 
 def build_configs(settings: dict, dataset: PreparedDataset, seed: int):
@@ -77,7 +59,7 @@ def build_configs(settings: dict, dataset: PreparedDataset, seed: int):
     elif weighting == "dwa" and "dwa_temperature" in settings:
         options = {"temperature": float(settings["dwa_temperature"])}
     train_kw = {k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "warmup_fraction",
-                                          "schedule", "clip_norm", "patience") if k in settings}
+                                          "schedule", "clip_norm", "patience", "precision") if k in settings}
     train_cfg = TrainConfig(**train_kw, weighting=weighting, weighting_options=options, seed=seed)
     eval_opts = {"bertscore": True, "beam_width": 1, **{k: settings[k] for k in EVAL_KEYS if k in settings}}
     return model_cfg, train_cfg, eval_opts
@@ -147,7 +129,13 @@ def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
         report(_final_report(result, request.objectives))
         return result
     handler = logging.FileHandler(trial_dir / "trial.log")
-    logging.getLogger().addHandler(handler)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # the project's own loggers at INFO (epochs, resumes), whatever the host process's root level
+    ours = {name: logging.getLogger(name) for name in ("data", "model", "study")}
+    levels = {name: lg.level for name, lg in ours.items()}
+    for lg in ours.values():
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
     try:
         return _train_and_record(request, trial_dir, strategy, is_chief, report, sync)
     except Exception as exc:
@@ -160,7 +148,9 @@ def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
                 sync.push("error.json", "trial.log")
         raise
     finally:
-        logging.getLogger().removeHandler(handler)
+        for name, lg in ours.items():
+            lg.removeHandler(handler)
+            lg.setLevel(levels[name])
         handler.close()
 
 

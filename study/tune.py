@@ -25,7 +25,7 @@ from ray import tune
 from .space import SearchSpace
 from .storage import RECORD_TABLES, Remote, pull_records, push_files
 from .store import consolidate, write_json_atomic
-from .trial import TrialRequest, run_trial, trial_seed
+from .request import TrialRequest, trial_seed
 
 log = logging.getLogger(__name__)
 DRIVER_CPU_SHARE = 0.01  # a Tune function that only launches Train workers holds almost nothing
@@ -110,6 +110,8 @@ def train_worker(config: dict) -> None:
     """Ray Train worker loop: the same trial code under MultiWorkerMirroredStrategy."""
     import tensorflow as tf
 
+    from .trial import run_trial  # TensorFlow is imported by trial processes, never by the driver
+
     request = TrialRequest(**config["request"])
     _configure_threads(config["cpus_per_worker"])
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -126,6 +128,8 @@ def trainable(config: dict, context: StudyContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     request = context.request(trial_id, config)
     if not context.uses_ray_train:
+        from .trial import run_trial  # TensorFlow is imported by trial processes, never by the driver
+
         _configure_threads(context.cpus_per_worker)
         run_trial(request, report=tune.report)
         return
@@ -213,6 +217,9 @@ def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_samples: int, 
         _wrapped(context, plan),
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=num_samples,
                                     max_concurrent_trials=plan.max_concurrent,
+                                    # a finished trial's process (TensorFlow already imported)
+                                    # takes the next trial: saves ~5 s of start-up per trial
+                                    reuse_actors=True,
                                     trial_name_creator=lambda t: f"trial_{t.trial_id}",
                                     trial_dirname_creator=lambda t: f"tune_{t.trial_id}"),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,

@@ -1,10 +1,103 @@
-"""Benchmarks run at --quick size; only the output format is checked, never the speed."""
-from benchmarks import decoding
+"""Benchmarks: their arithmetic on made-up numbers, and every one at --quick size through
+``python -m benchmarks`` (checking what they report, never how fast anything ran)."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks import search, sweep
+from benchmarks.__main__ import main as bench_main
+from benchmarks.common import Finding, format_table
+from search_spaces import resolve
+from study.space import load_space
 
 
-def test_decoding_benchmark_quick_reports_ratios(capsys):
-    rows = decoding.main(["--quick"])
-    assert {r["benchmark"] for r in rows} == {"decoding", "beam"}
-    greedy = next(r for r in rows if r["benchmark"] == "decoding")
-    assert greedy["speedup"] == greedy["naive_s"] / greedy["cached_s"] > 0
-    assert "speed-up" in capsys.readouterr().out
+def test_finding_checks_its_target_and_rejects_unknown_ops():
+    assert Finding("1 x", "m", 1.05, 1.0, "s", 1.05, ("<=", 1.10)).met is True
+    assert Finding("2 x", "m", 5.0, 40.0, "s", 8.0, (">=", 10)).met is False
+    assert Finding("3 x", "m", 1.0, 2.0, "s", 2.0).met is None
+    with pytest.raises(ValueError, match="target op must be one of .* got '<'"):
+        Finding("1 x", "m", 1.0, 1.0, "s", 1.0, ("<", 1.0))
+    table = format_table([Finding("1 Ray overhead", "two trials", 110.0, 100.0, "s", 1.1, ("<=", 1.10))])
+    assert table.splitlines()[0].split() == ["benchmark", "measure", "ours", "baseline", "ratio", "target", "met"]
+    assert "1.10" in table and "<= 1.1" in table and table.rstrip().endswith("yes")
+
+
+def test_overhead_breakdown_adds_up_to_the_wall_time_difference():
+    def run(wall, before, setup, train, evaluation, between, after):
+        records = wall - before - after - setup - train - evaluation - between
+        return {"wall": wall, "before_first_trial": before, "trial_setup": setup, "training": train,
+                "evaluation": evaluation, "between_trials": between, "after_last_trial": after,
+                "trial_records": records}
+
+    tune, plain = run(130.0, 12.0, 2.0, 100.0, 10.0, 4.0, 1.5), run(118.0, 6.0, 1.8, 99.0, 9.5, 0.0, 0.2)
+    parts = sweep.overhead_breakdown(tune, plain)
+    assert sum(parts.values()) == pytest.approx(tune["wall"] - plain["wall"])
+    assert parts["before_first_trial"] == pytest.approx(6.0) and parts["between_trials"] == pytest.approx(4.0)
+
+
+def test_scaling_model_arithmetic():
+    parts = dict(setup=2.0, train=90.0, evaluation=6.0, between=2.0, worker_start=20.0, efficiency=0.9)
+    assert sweep.scaling_model(1, 1, **parts) == pytest.approx(3600 / 100)
+    assert sweep.scaling_model(8, 1, **parts) == pytest.approx(8 * 3600 / 100)
+    two = 2.0 + 2.0 + 90.0 / (2 * 0.9) + 6.0 + 20.0
+    assert sweep.scaling_model(8, 2, **parts) == pytest.approx(4 * 3600 / two)
+    assert sweep.scaling_model(1, 2, **parts) == 0  # a two-worker trial does not fit on one GPU
+
+
+def test_surrogate_search_hypervolume_only_grows_and_stays_in_the_unit_cube():
+    space = load_space(resolve("weights"))
+
+    def predict(settings):  # a made-up trade-off: text against the other two tasks
+        a = settings["alpha"]
+        return [a, 1 - a, 0.5 * (1 - a) + 0.1 * settings["warmup_fraction"]]
+
+    for name in search.SAMPLERS:
+        curve = search.hypervolume_curve(space, name, 0, 12, predict)
+        assert list(curve) == [4, 8, 12]
+        values = list(curve.values())
+        assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)
+    f = search.features({"alpha": 0.5, "beta": 0.3, "num_heads": 3, "warmup_fraction": 0.1, "schedule": "cosine"})
+    np.testing.assert_allclose(f, [0.5, 0.3, 0.5, 0.1, 0, 0, 1, 0])
+
+
+@pytest.mark.slow
+def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    bench_main(["--quick", "--workdir", str(tmp_path / "work"), "--output", str(out)])
+    printed = capsys.readouterr().out
+    assert "benchmark  " in printed and f"results: {out}" in printed
+    data = json.loads(out.read_text())
+    assert data["quick"] is True and data["machine"]["cores"] >= 1 and data["machine"]["tensorflow"]
+    by_name = {b["name"]: b for b in data["benchmarks"]}
+    assert set(by_name) == {"feature_cache", "decoding", "throughput", "search", "sweep"}
+    findings = [f for b in data["benchmarks"] for f in b["findings"]]
+    assert {f["benchmark"].split()[0] for f in findings} == {"1", "2", "3", "4", "5", "6"}
+    for f in findings:
+        assert math.isfinite(f["ratio"]) and f["met"] in (True, False, None)
+        assert f["target"] is None or f["target"][0] in ("<=", ">=")
+
+    cache = by_name["feature_cache"]["details"]
+    assert cache["first_preparation_images"] == 48  # a fresh workspace encodes every image once
+    assert cache["second_preparation_images"] == 0 and cache["sweep_images"] == 0
+
+    decoding = by_name["decoding"]["details"]["rows"][0]
+    assert decoding["speedup"] == pytest.approx(decoding["naive_s"] / decoding["cached_s"])
+
+    throughput = by_name["throughput"]["details"]
+    assert throughput["step_flops"] > 0 and set(throughput["variants"]) == {"float32", "mixed bfloat16", "float32 + XLA"}
+    assert 0 < throughput["matmul_share"] <= 1 and sum(p["share"] for p in throughput["profile"]) <= 1 + 1e-9
+
+    found = by_name["search"]["details"]
+    assert set(found["surrogate_loo_r2"]) == {"val_rouge_l", "val_oc_accuracy", "val_ml_f1"}
+    assert len(found["real_trials"]) == 4
+    for curves in found["curves"].values():
+        for curve in curves.values():
+            assert list(curve.values()) == sorted(curve.values())
+
+    runs = by_name["sweep"]["details"]
+    assert runs["same_settings"] is True and runs["train_worker_start"] > 0
+    tune, plain = runs["runs"]["tune1"], runs["runs"]["plain"]
+    assert tune["trials"] == plain["trials"] == 2 and tune["ray_start"] > 0
+    assert sum(runs["overhead_breakdown"].values()) == pytest.approx(tune["wall"] - plain["wall"], abs=0.01)

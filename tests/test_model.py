@@ -208,6 +208,21 @@ def test_switched_off_task_has_no_loss(tiny_dataset):
     assert set(k for k in result.history[0] if "loss" in k) == {"train_loss_oc", "val_loss_oc"}
 
 
+def test_mixed_bfloat16_trains_and_decodes_and_leaves_the_policy_alone(tiny_dataset):
+    trainer = tiny_trainer(tiny_dataset, epochs=1, precision="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # restored after building
+    assert trainer.model.visual_block.project.compute_dtype == "bfloat16"
+    assert all(v.dtype == "float32" for v in trainer.model.trainable_variables)  # float32 master weights
+    result = trainer.fit()
+    assert all(math.isfinite(v) for k, v in result.history[0].items() if "loss" in k)
+    inputs = next(iter(tiny_dataset.tf_dataset("validate", 4)))[0]
+    assert trainer.model(inputs)["text_logits"].dtype == "float32"  # losses see float32
+    cached = greedy_decode(trainer.model, inputs)
+    np.testing.assert_array_equal(cached, beam_search(trainer.model, inputs, beam_width=1))
+    with pytest.raises(ValueError, match="precision must be one of .* got 'mixed_float16'"):
+        TrainConfig(precision="mixed_float16")
+
+
 @pytest.mark.slow
 def test_training_lowers_every_task_loss(tiny_dataset):
     trainer = tiny_trainer(tiny_dataset, epochs=40, patience=100, learning_rate=3e-3,

@@ -145,6 +145,8 @@ def test_paper_grid_sweep_writes_contract_files(tmp_path):
     assert all(run[k] >= 0 for k in ("prepare_seconds", "ray_start_seconds", "sweep_seconds", "report_seconds"))
     assert trials["seed"].is_unique and (trials["setup_seconds"] > 0).all()
     assert (trials["started_at"] < trials["finished_at"]).all() and (trials["eval_seconds"] > 0).all()
+    for trial_id in trials["trial_id"]:  # each trial's own log, even in a reused trial process
+        assert "model.train: epoch 1:" in (exp / "trials" / trial_id / "trial.log").read_text()
 
 
 @pytest.mark.slow
