@@ -46,20 +46,21 @@ def test_scaling_model_arithmetic():
     assert sweep.scaling_model(1, 2, **parts) == 0  # a two-worker trial does not fit on one GPU
 
 
-def test_surrogate_search_hypervolume_only_grows_and_stays_in_the_unit_cube():
+def test_surrogate_search_hypervolume_only_grows_within_its_bounds():
     space = load_space(resolve("weights"))
 
-    def predict(settings):  # a made-up trade-off: text against the other two tasks
-        a = settings["alpha"]
-        return [a, 1 - a, 0.5 * (1 - a) + 0.1 * settings["warmup_fraction"]]
+    def predict(settings):  # made-up losses: each task's falls with its own weight
+        return [1 - settings["alpha"], 1 - settings["beta"], 1 - settings["gamma"] + 0.1 * settings["warmup_fraction"]]
 
+    bounds = np.array([[1.0, 0.0]] * 3)  # (worst, best) per objective
     for name in search.SAMPLERS:
-        curve = search.hypervolume_curve(space, name, 0, 12, predict)
+        curve = search.hypervolume_curve(space, name, 0, 12, predict, bounds)
         assert list(curve) == [4, 8, 12]
         values = list(curve.values())
-        assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)
-    f = search.features({"alpha": 0.5, "beta": 0.3, "num_heads": 3, "warmup_fraction": 0.1, "schedule": "cosine"})
-    np.testing.assert_allclose(f, [0.5, 0.3, 0.5, 0.1, 0, 0, 1, 0])
+        assert all(0.0 < v <= 1.1 ** 3 for v in values) and values == sorted(values)
+    f = search.features({"alpha": 0.5, "beta": 0.3, "gamma": 0.2, "num_heads": 3, "warmup_fraction": 0.1,
+                         "schedule": "cosine"})
+    np.testing.assert_allclose(f, [0.5, 0.3, 0.2, 0.5, 0.1, 0, 0, 1, 0])
 
 
 @pytest.mark.slow
@@ -90,7 +91,7 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
     assert 0 < throughput["matmul_share"] <= 1 and sum(p["share"] for p in throughput["profile"]) <= 1 + 1e-9
 
     found = by_name["search"]["details"]
-    assert set(found["surrogate_loo_r2"]) == {"val_rouge_l", "val_oc_accuracy", "val_ml_f1"}
+    assert set(found["surrogate_loo_r2"]) == {"val_loss_text", "val_loss_oc", "val_loss_ml"}
     assert len(found["real_trials"]) == 4
     for curves in found["curves"].values():
         for curve in curves.values():
