@@ -115,6 +115,17 @@ def mean_seconds(fn, repeats: int, warmup: int = 1) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def graph_flops(function, *args) -> float:
+    """Floating-point operations of one call of a ``tf.function`` on ``args``, counted by
+    TensorFlow's profiler on the traced graph (matmuls, convolutions and elementwise ops)."""
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    graph = function.get_concrete_function(*args).graph
+    return float(model_analyzer.profile(graph, options=options).total_float_ops)
+
+
 def run_python(args: list[str], log_path: Path, *, env: dict | None = None) -> tuple[float, float]:
     """Run ``python ARGS`` from the project root; return ``(start unix time, wall seconds)``.
 

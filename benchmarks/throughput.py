@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import replace
 
-from .common import Finding, Outcome, cli
+from .common import Finding, Outcome, cli, graph_flops
 
 FULL = {"matmul_sizes": (2048, 4096), "rounds": 5, "profile_steps": 10}
 QUICK = {"matmul_sizes": (256,), "rounds": 1, "profile_steps": 2}
@@ -44,16 +44,6 @@ def matmul_peak(sizes) -> dict:
         c.numpy()
         best[n] = 2 * n ** 3 * reps / (time.perf_counter() - start)
     return {"flops": max(best.values()), "by_size": best}
-
-
-def step_flops(trainer, batch) -> float:
-    """Floating-point operations of one compiled train step, counted by TensorFlow's profiler."""
-    from tensorflow.python.profiler import model_analyzer, option_builder
-
-    graph = trainer._train_step.get_concrete_function(batch).graph
-    options = option_builder.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    return float(model_analyzer.profile(graph, options=options).total_float_ops)
 
 
 def op_profile(trainer, batches) -> list[dict]:
@@ -120,7 +110,7 @@ def run(ws) -> Outcome:
     base = trainers["float32"]
     batches = list(base._distributed("train", 1, training=True))  # one epoch, in memory
     samples = len(batches) * base.batch_size
-    flops = step_flops(base, batches[0])
+    flops = graph_flops(base._train_step, batches[0])
     times = _time_steps(trainers, batches, size["rounds"])
     epoch_clock = time.perf_counter()
     for batch in base._distributed("train", 2, training=True):  # the product's whole input path
