@@ -6,7 +6,9 @@ Both sides run the product's own compiled train step (``model.train.Trainer``) o
 optimizer and batch size; the baseline puts the frozen EfficientNet-B0 in front of the report
 model, so the only difference is where the image features come from. The baseline's images are
 decoded into memory beforehand, which flatters it: an uncached pipeline would also read and
-resize every PNG each epoch (timed separately and reported, not added).
+resize every PNG each epoch (timed separately and reported, not added). Both paths' FLOPs are
+counted with TensorFlow's profiler: (encoder + step) / step is the ratio to expect if both ran
+at the same FLOP rate, which is what bounds this benchmark.
 
 Then it counts encoder runs in the cache's extraction log (:func:`data.features.extraction_log`)
 during a second preparation and during a sweep (``study/run.py``, smoke space) on the same

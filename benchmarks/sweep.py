@@ -140,7 +140,8 @@ def run(ws) -> Outcome:
              for g in (1, 2, 4, 8, 16) for k in (1, 2, 4) if k <= g}
     print(f"\nwall time for {n} trials of {tune1['mean_trial']:.0f} s: plain loop {plain['wall']:.1f} s, "
           f"study/run.py {tune1['wall']:.1f} s ({tune1['wall'] / plain['wall']:.3f}x)")
-    print("  where the difference goes (s): " + ", ".join(f"{k.replace('_', ' ')} {v:+.1f}" for k, v in breakdown.items()))
+    print("  where the difference goes (s): " + ", ".join(f"{k.replace('_', ' ')} {v:+.1f}" for k, v in breakdown.items())
+          + " (trial setup: opening the dataset and building the model)")
     print(f"  of which Ray start {tune1['ray_start']:.1f} s; Ray Train worker start (2 workers, "
           f"only with --workers-per-trial > 1): {worker_start:.1f} s per trial")
     print(f"trials/hour: 1 at a time {per_hour['tune1']:.0f}, 2 at a time {per_hour['tune2']:.0f} "
