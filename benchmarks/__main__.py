@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import decoding, feature_cache, search, sweep, throughput
-from .common import DEFAULT_WORKDIR, ROOT, Workspace, format_table, write_results
+from .common import DEFAULT_WORKDIR, ROOT, Workspace, format_table, run_timed, write_results
 
 # feature_cache first: it times the first preparation of the workspace's cohort
 BENCHMARKS = {"feature_cache": feature_cache, "decoding": decoding, "throughput": throughput,
@@ -30,9 +30,7 @@ def main(argv=None) -> dict:
     outcomes, start = [], time.perf_counter()
     for name in a.only or BENCHMARKS:
         print(f"\n=== {name} ===", flush=True)
-        clock = time.perf_counter()
-        outcome = BENCHMARKS[name].run(ws)
-        outcome.seconds = time.perf_counter() - clock
+        outcome = run_timed(BENCHMARKS[name].run, ws)
         outcomes.append(outcome)
         print(f"({name}: {outcome.seconds:.0f} s)", flush=True)
     findings = sorted((f for o in outcomes for f in o.findings), key=lambda f: f.benchmark)

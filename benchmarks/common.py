@@ -148,7 +148,7 @@ def run_python(args: list[str], log_path: Path, *, env: dict | None = None) -> t
 
 def machine() -> dict:
     """The machine and library versions the numbers were measured with."""
-    from importlib.metadata import version
+    from study.run import package_versions  # the versions study.json records
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -166,7 +166,7 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_gib, 1) if memory_gib else None,
             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
             "python": platform.python_version(),
-            **{pkg: version(pkg) for pkg in ("tensorflow", "keras", "ray", "optuna")}}
+            **package_versions()}
 
 
 def format_table(findings: list) -> str:
@@ -191,10 +191,16 @@ def cli(module_name: str, run, argv=None, doc: str = "") -> Outcome:
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of the output)")
     p.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="where the cohort and runs are kept")
     a = p.parse_args(argv)
-    start = time.perf_counter()
-    outcome = run(Workspace(a.workdir, a.quick))
-    outcome.seconds = time.perf_counter() - start
+    outcome = run_timed(run, Workspace(a.workdir, a.quick))
     print("\n" + format_table(outcome.findings))
+    return outcome
+
+
+def run_timed(run, ws: Workspace) -> Outcome:
+    """Run one benchmark and record its wall time on the Outcome it returns."""
+    start = time.perf_counter()
+    outcome = run(ws)
+    outcome.seconds = time.perf_counter() - start
     return outcome
 
 

@@ -104,7 +104,6 @@ def scaling_model(gpus: int, workers_per_trial: int, *, setup: float, train: flo
 
 
 def run(ws) -> Outcome:
-    start = time.perf_counter()
     ws.dataset()  # prepared once, before any timing
     cores = os.cpu_count() or 2
     stamp = f"{time.time():.0f}"
@@ -158,7 +157,7 @@ def run(ws) -> Outcome:
                "same_settings": tune1["settings"] == tune2["settings"],
                "scaling_model": {"parameters": {**parts, "efficiency": DATA_PARALLEL_EFFICIENCY},
                                  "trials_per_hour": model}}
-    return Outcome("sweep", findings, details, time.perf_counter() - start)
+    return Outcome("sweep", findings, details)
 
 
 def main(argv=None) -> Outcome:
