@@ -1,18 +1,27 @@
 """The embedded synthetic cohort: a seeded generator that writes a cohort directory in exactly the
-format the MIMIC builder writes, with real signal linking images, vitals, text and labels.
+format the MIMIC builder writes, with signal spread over the modalities so that the cross-modal
+question is real (no modality gives the answer away).
 
-Clinical structure (so the study's trade-offs mean something):
+Clinical structure:
 
 * Two latent conditions drive most findings: heart failure (cardiomegaly, edema, effusion) and
   pneumonia (consolidation, some effusion). Atelectasis appears on its own and beside effusions.
   Most studies are normal, as in MIMIC, so the balanced subset matters.
-* Vitals follow the conditions (hypoxia and tachypnoea with edema or consolidation, fever with
-  consolidation, hypertension with heart failure); about 5 % of each vital is missing and about
-  1 % is implausible (a 67 degree temperature, a heart rate of 0) for the cleaning step to catch.
-* Chief complaints use ED shorthand ("sob", "cp", "s/p fall"); ICD titles follow the condition.
-* Acuity (1 = most urgent, as in MIMIC-IV-ED) worsens with the findings and abnormal vitals.
-* Reports are findings sections that agree with the labels, in varied wording and order; normal
-  reports draw from few templates, so exact duplicates occur across patients as in MIMIC.
+* **Findings show in the image**; the non-imaging data only hint at them. Vitals shift a little
+  with edema and consolidation (hypoxia, tachypnoea, fever) and with heart failure (blood
+  pressure), under much larger variation of their own; cardiomegaly and atelectasis leave no
+  trace in them. Chief complaints and ICD titles follow the condition only sometimes, and no ICD
+  title names a finding. No single non-imaging group predicts any finding with a logistic
+  regression above AUC 0.85 (a test checks this).
+* **Acuity shows in the vitals**: it follows a physiological severity that the film cannot see
+  (it moves oxygen saturation, heart and breathing rate, temperature) and, less, the findings,
+  so predicting acuity well needs both modalities.
+* About 5 % of each vital is missing and about 1 % is implausible (a 67 degree temperature, a
+  heart rate of 0) for the cleaning step to catch. Chief complaints use ED shorthand.
+* Reports say more than the five labels, in many wordings: an opening line about the
+  examination or comparison, devices (pacemaker, sternotomy wires, endotracheal tube, central
+  line; drawn in the image too), other findings (granuloma, spine, aorta, hernia), and varied
+  normal statements. Normal reports still repeat across patients, as in MIMIC.
 * Images are chest-like: dark lungs, bright mediastinum, heart shadow and diaphragm, and each
   finding changes what is drawn: a wider heart (cardiomegaly), a basal opacity with a meniscus
   (effusion), diffuse perihilar haze (edema), a focal dense patch (consolidation) and a thin linear
@@ -36,42 +45,76 @@ RACES = ["WHITE", "BLACK/AFRICAN AMERICAN", "HISPANIC/LATINO - PUERTO RICAN", "A
 RACE_P = [0.55, 0.2, 0.08, 0.05, 0.05, 0.05, 0.02]
 
 COMPLAINTS = {
-    "heart_failure": ["sob", "doe", "SOB, LE swelling", "chf exacerbation", "sob..", "dyspnea"],
-    "pneumonia": ["fever", "cough", "sob, fever", "cough/fever", "pna", "FEVER, COUGH"],
+    "respiratory": ["sob", "dyspnea", "sob..", "SOB"],          # either condition, and others
+    "heart_failure": ["doe", "SOB, LE swelling", "chf exacerbation", "orthopnea", "leg swelling"],
+    "pneumonia": ["fever", "cough", "cough/fever", "pna", "FEVER, COUGH"],
     "other": ["cp", "s/p fall", "abd pain", "syncope", "n/v", "etoh", "ams", "ha", "chest pain",
-              "dizziness", "CP..", "s/p MVC"],
+              "dizziness", "CP..", "s/p MVC", "weakness", "back pain"],
 }
-ICD_TITLES = {
+ICD_TITLES = {  # none names one of the five findings
     "heart_failure": ["Acute on chronic diastolic (congestive) heart failure",
                       "Congestive heart failure, unspecified",
                       "Hypertensive heart disease with heart failure"],
     "pneumonia": ["Pneumonia, unspecified organism", "Fever, unspecified",
                   "Lobar pneumonia, unspecified organism"],
-    "effusion": ["Pleural effusion, not elsewhere classified"],
+    "respiratory": ["Shortness of breath", "Dyspnea, unspecified", "Cough", "Hypoxemia"],
     "other": ["Chest pain, unspecified", "Other chest pain", "Syncope and collapse",
               "Unspecified fall, initial encounter", "Abdominal pain, unspecified",
-              "Dizziness and giddiness", "Alcohol abuse, uncomplicated"],
+              "Dizziness and giddiness", "Alcohol abuse, uncomplicated", "Weakness",
+              "Essential (primary) hypertension"],
 }
-SENTENCES = {
+SENTENCES = {  # finding: (positive wordings, negative wordings)
     "Cardiomegaly": (["The heart is enlarged.", "Moderate cardiomegaly is present.",
-                      "Heart size is enlarged.", "There is cardiomegaly."],
+                      "Heart size is enlarged.", "There is cardiomegaly.",
+                      "The cardiac silhouette is enlarged.", "Mild cardiomegaly is again noted."],
                      ["The heart size is normal.", "Heart size is within normal limits.",
-                      "The cardiomediastinal silhouette is normal."]),
+                      "The cardiomediastinal silhouette is normal.", "Cardiac size is normal."]),
     "Pleural Effusion": (["There is a small {side} pleural effusion.",
                           "A moderate {side} pleural effusion is seen.",
-                          "Small {side} pleural effusion with adjacent opacity."],
+                          "Small {side} pleural effusion with adjacent opacity.",
+                          "Blunting of the {side} costophrenic angle reflects a small effusion.",
+                          "A {side} pleural effusion has increased in size."],
                          ["No pleural effusion or pneumothorax.", "There is no pleural effusion.",
-                          "No pleural effusion is seen."]),
+                          "No pleural effusion is seen.", "The costophrenic angles are sharp."]),
     "Edema": (["There is mild pulmonary edema.", "Mild interstitial edema is present.",
-               "Findings are consistent with vascular congestion and mild pulmonary edema."],
-              ["No pulmonary edema.", "There is no evidence of pulmonary edema."]),
+               "Findings are consistent with vascular congestion and mild pulmonary edema.",
+               "Moderate pulmonary edema has developed.", "Interstitial markings are increased, "
+               "consistent with mild edema."],
+              ["No pulmonary edema.", "There is no evidence of pulmonary edema.",
+               "There is no vascular congestion."]),
     "Consolidation": (["There is a focal consolidation in the {side} lower lobe.",
                        "Patchy consolidation in the {side} lung, concerning for pneumonia.",
-                       "{Side} lower lobe consolidation is present."],
-                      ["No focal consolidation.", "The lungs are clear without focal consolidation."]),
+                       "{Side} lower lobe consolidation is present.",
+                       "A new {side} basilar consolidation is seen.",
+                       "Dense airspace consolidation in the {side} mid lung."],
+                      ["No focal consolidation.", "The lungs are clear without focal consolidation.",
+                       "There is no focal airspace consolidation."]),
     "Atelectasis": (["Linear atelectasis at the {side} base.", "Mild {side} basilar atelectasis.",
-                     "There is {side} basal atelectasis."],
+                     "There is {side} basal atelectasis.", "Plate-like atelectasis in the {side} lower lung.",
+                     "Minimal {side} basilar atelectasis is noted."],
                     []),  # radiologists rarely write "no atelectasis"
+}
+OPENINGS = ["PA and lateral views of the chest were obtained.", "Portable AP upright view of the chest.",
+            "Comparison is made to the prior radiograph.", "No prior studies are available for comparison.",
+            "Single frontal view of the chest."]
+CLOSINGS = ["Compared to the prior study, there is little change.", "No acute cardiopulmonary process.",
+            "No pneumothorax is seen.", "The mediastinal and hilar contours are unremarkable.",
+            "There are no acute osseous abnormalities."]
+DEVICES = {  # device: wordings (each is also drawn, see render_image)
+    "pacemaker": ["A {side} chest wall pacemaker is in place with leads in the right heart.",
+                  "Dual-lead pacemaker device is unchanged.", "A cardiac pacer is seen."],
+    "sternotomy": ["Median sternotomy wires are intact.", "The patient is status post median sternotomy.",
+                   "Sternal wires are noted."],
+    "tube": ["An endotracheal tube terminates 4 cm above the carina.",
+             "The endotracheal tube is in standard position.", "ET tube tip is at the level of the clavicles."],
+    "line": ["A right internal jugular central line terminates in the SVC.",
+             "A central venous catheter ends in the mid SVC.", "Right IJ line tip projects over the SVC."],
+}
+OTHER_FINDINGS = {  # not one of the five labels; granuloma is drawn, the others are not
+    "granuloma": ["A calcified granuloma is seen in the {side} upper lobe.", "Small calcified {side} upper lobe granuloma."],
+    "spine": ["Degenerative changes are seen in the thoracic spine.", "Mild multilevel degenerative changes of the spine."],
+    "aorta": ["The aorta is tortuous.", "Atherosclerotic calcification of the aortic knob."],
+    "hernia": ["A small hiatal hernia is present.", "There is a moderate hiatal hernia."],
 }
 
 
@@ -89,13 +132,14 @@ def sample_records(n: int, rng: np.random.Generator) -> pd.DataFrame:
     df = pd.DataFrame({k: v.astype(np.int8) for k, v in f.items()})[list(FINDINGS)]
     edema, cons = df["Edema"].to_numpy(), df["Consolidation"].to_numpy()
 
+    severity = rng.normal(0, 1, n)  # physiological derangement the film cannot show
     vitals = pd.DataFrame({
-        "o2sat": np.minimum(100, 98 - 4.5 * edema - 4 * cons + rng.normal(0, 1.5, n)).round(),
-        "heartrate": (80 + 12 * edema + 16 * cons + rng.normal(0, 12, n)).round(),
-        "resprate": (16 + 5 * edema + 4 * cons + rng.normal(0, 2, n)).round(),
-        "sbp": (128 + 18 * hf + rng.normal(0, 18, n)).round(),
-        "dbp": (74 + 9 * hf + rng.normal(0, 10, n)).round(),
-        "temperature": (98.1 + 2.3 * cons + rng.normal(0, 0.6, n)).round(1),
+        "o2sat": np.minimum(100, 97 - 2.2 * severity - 1.2 * edema - 1.0 * cons + rng.normal(0, 1.2, n)).round(),
+        "heartrate": (84 + 10 * severity + 4 * edema + 5 * cons + rng.normal(0, 10, n)).round(),
+        "resprate": (17 + 2.5 * severity + 0.8 * edema + 0.8 * cons + rng.normal(0, 1.5, n)).round(),
+        "sbp": (130 + 7 * hf + rng.normal(0, 18, n)).round(),
+        "dbp": (76 + 3 * hf + rng.normal(0, 10, n)).round(),
+        "temperature": (98.3 + 0.3 * severity + 0.7 * cons + rng.normal(0, 0.6, n)).round(1),
     })
     implausible = {"o2sat": 0, "heartrate": 0, "resprate": 0, "sbp": 999, "dbp": 0,
                    "temperature": 67.0}
@@ -105,37 +149,56 @@ def sample_records(n: int, rng: np.random.Generator) -> pd.DataFrame:
     df = pd.concat([vitals, df], axis=1)
 
     condition = np.where(hf, "heart_failure", np.where(pna, "pneumonia", "other"))
-    df["chief_complaint"] = [rng.choice(COMPLAINTS[c]) for c in condition]
-    icd_key = np.where((condition == "other") & (df["Pleural Effusion"] == 1), "effusion", condition)
-    df["icd_title"] = [rng.choice(ICD_TITLES[c]) for c in icd_key]
+    # a condition shows in the complaint or the ICD title only sometimes; others share the
+    # respiratory ones, and some patients without a condition get a condition's
+    stray = rng.choice(["heart_failure", "pneumonia", "respiratory"], n)
+    specific = np.where(condition == "other", stray, condition)
+    p_specific = np.where(condition == "other", 0.12, 0.45)
+    general = np.where(rng.random(n) < np.where(condition == "other", 0.1, 0.45), "respiratory", "other")
+    df["chief_complaint"] = [rng.choice(COMPLAINTS[specific[i] if rng.random() < p_specific[i] else general[i]])
+                             for i in range(n)]
+    df["icd_title"] = [rng.choice(ICD_TITLES[specific[i] if rng.random() < p_specific[i] else general[i]])
+                       for i in range(n)]
     df["gender"] = rng.choice(GENDERS, n)
     df["ethnicity"] = rng.choice(RACES, n, p=RACE_P)
 
-    score = (0.9 + 0.7 * df[list(FINDINGS)].sum(axis=1) + (df["o2sat"] < 92) + 0.7 * (df["resprate"] > 22)
-             + 0.5 * (df["temperature"] > 100.4) + rng.normal(0, 0.5, n))
-    df["acuity"] = 5 - np.digitize(score, [0.25, 0.6, 1.8, 3.0])  # 1 = most urgent
+    score = 1.6 + 1.2 * severity + 0.45 * df[list(FINDINGS)].sum(axis=1) + rng.normal(0, 0.4, n)
+    df["acuity"] = 5 - np.digitize(score, [0.3, 1.1, 2.1, 3.1])  # 1 = most urgent
 
     df["side"] = rng.choice(["left", "right"], n)
+    for device in DEVICES:
+        rate = {"pacemaker": 0.04 + 0.15 * hf, "sternotomy": 0.06 + 0.12 * hf,
+                "tube": 0.03 + 0.05 * (severity > 1.5), "line": 0.05 + 0.05 * (severity > 1.0)}[device]
+        df[f"device_{device}"] = (rng.random(n) < rate).astype(np.int8)
+    for other in OTHER_FINDINGS:
+        df[f"other_{other}"] = (rng.random(n) < 0.07).astype(np.int8)
     df["report"] = [write_report(row, rng) for row in df.to_dict("records")]
     return df
 
 
 def write_report(row, rng: np.random.Generator) -> str:
-    """A findings section that agrees with the row's labels; wording and order vary."""
+    """A report that agrees with the row's labels and says more: examination, devices, other
+    findings and normal statements, in varied wording and order."""
     labels = {f: row[f] for f in FINDINGS}
-    sentences = []
+    fmt = {"side": row["side"], "Side": row["side"].capitalize()}
+    if not any(labels.values()) and not any(row[f"device_{d}"] for d in DEVICES) and rng.random() < 0.4:
+        return "The lungs are clear. No pleural effusion or pneumothorax. The cardiomediastinal silhouette is normal."
+    body = []
     for finding, (positive, negative) in SENTENCES.items():
-        options = positive if labels[finding] else negative
-        if options:
-            sentences.append(rng.choice(options).format(side=row["side"], Side=row["side"].capitalize()))
-    if not any(labels.values()) and rng.random() < 0.6:
-        sentences = ["The lungs are clear.", "No pleural effusion or pneumothorax.",
-                     "The cardiomediastinal silhouette is normal."]  # the classic duplicate report
-    elif rng.random() < 0.5:
-        rng.shuffle(sentences)
-    if not labels["Pleural Effusion"] and "pneumothorax" not in " ".join(sentences):
-        sentences.append("No pneumothorax.")
-    return " ".join(sentences)
+        if labels[finding]:
+            body.append(rng.choice(positive).format(**fmt))
+        elif negative and rng.random() < 0.75:  # normal findings are not always spelled out
+            body.append(rng.choice(negative))
+    if not (labels["Consolidation"] or labels["Edema"] or labels["Atelectasis"]) and rng.random() < 0.5:
+        body.append(rng.choice(["The lungs are clear.", "The lungs are well expanded and clear.",
+                                "Lungs are clear bilaterally."]))
+    body += [rng.choice(DEVICES[d]).format(**fmt) for d in DEVICES if row[f"device_{d}"]]
+    body += [rng.choice(OTHER_FINDINGS[o]).format(**fmt) for o in OTHER_FINDINGS if row[f"other_{o}"]]
+    if rng.random() < 0.5:
+        rng.shuffle(body)
+    opening = [rng.choice(OPENINGS)] if rng.random() < 0.5 else []
+    closing = [rng.choice(CLOSINGS)] if rng.random() < 0.4 else []
+    return " ".join(opening + body + closing)
 
 
 def render_image(row, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -172,6 +235,18 @@ def render_image(row, size: int, rng: np.random.Generator) -> np.ndarray:
         lateral = side_cx + (-0.17 if row["side"] == "right" else 0.17)
         meniscus = 0.66 - 5.0 * np.clip((x - side_cx) * (lateral - side_cx), -0.01, None)
         img[lung & (y > meniscus)] = 0.68
+    # devices and a granuloma (bright, thin or small: what the report mentions beyond the labels)
+    if row.get("device_pacemaker"):
+        img[(abs(x - 0.8) < 0.05) & (abs(y - 0.2) < 0.03)] = 0.95
+    if row.get("device_sternotomy"):
+        for wy in (0.3, 0.38, 0.46, 0.54):
+            img[((x - 0.5) / 0.012) ** 2 + ((y - wy) / 0.02) ** 2 < 1] = 0.97
+    if row.get("device_tube"):
+        img[(abs(x - 0.5) < 0.006) & (y < 0.3)] = 0.95
+    if row.get("device_line"):
+        img[(abs((x - 0.35) - 0.43 * (y - 0.05)) < 0.006) & (y > 0.05) & (y < 0.36)] = 0.95
+    if row.get("other_granuloma"):
+        img[((x - side_cx) ** 2 + (y - 0.3) ** 2) < 0.012 ** 2] = 0.97
     contrast, brightness = rng.uniform(0.8, 1.2), rng.uniform(-0.05, 0.05)
     img = (img - 0.4) * contrast + 0.4 + brightness + rng.normal(0, 0.03, img.shape)
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 TASKS = ("text", "oc", "ml")
+MODALITIES = ("image", "clinical")  # EfficientNet features; the ten non-imaging features
 
 
 @dataclass
@@ -23,12 +24,16 @@ class ModelConfig:
     decoder_layers: int = 1
     dropout: float = 0.1
     tasks: tuple = TASKS
+    modalities: tuple = MODALITIES  # inputs the encoder reads (ablations switch one off)
 
     def __post_init__(self):
         self.tasks = tuple(self.tasks)
         unknown = set(self.tasks) - set(TASKS)
         if not self.tasks or unknown:
             raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
+        self.modalities = tuple(self.modalities)
+        if not self.modalities or set(self.modalities) - set(MODALITIES):
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model must be divisible by num_heads, got d_model={self.d_model}, "
                              f"num_heads={self.num_heads}")
@@ -52,4 +57,5 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
+        d["modalities"] = list(self.modalities)
         return d

@@ -116,24 +116,34 @@ class UnifiedDataBlock(ConfiguredLayer):
 class VisualBlock(ConfiguredLayer):
     """Image tokens attend to themselves, then (as queries) to the feature tokens.
 
-    Output: the L encoder vectors shared by all three tasks.
+    Output: the encoder vectors shared by all three tasks. With one modality switched off (an
+    ablation) the block keeps what it can: image only, the image tokens attend to themselves;
+    clinical only, the four feature tokens attend to themselves (the output is then (B, 4, d)).
     """
 
     def __init__(self, config: dict, **kwargs):
         super().__init__(config, **kwargs)
-        self.project = layers.Dense(self.cfg.d_model)
-        self.position = self.add_weight(shape=(self.cfg.image_tokens, self.cfg.d_model),
-                                        initializer="random_normal", name="position")
+        self.uses_image = "image" in self.cfg.modalities
+        self.uses_clinical = "clinical" in self.cfg.modalities
+        if self.uses_image:
+            self.project = layers.Dense(self.cfg.d_model)
+            self.position = self.add_weight(shape=(self.cfg.image_tokens, self.cfg.d_model),
+                                            initializer="random_normal", name="position")
         self.self_attention = MultiHeadAttention(config, name="self_attention")
-        self.cross_attention = MultiHeadAttention(config, name="cross_attention")
+        if self.uses_image and self.uses_clinical:
+            self.cross_attention = MultiHeadAttention(config, name="cross_attention")
         self.norm1, self.norm2 = layers.LayerNormalization(), layers.LayerNormalization()
         self.ffn = FeedForward(config)
 
     def call(self, image_features, data_tokens, training=False):
-        x = self.project(image_features) + self.position                          # (B, L, d)
-        x = self.norm1(x + self.self_attention(x, x, training=training))          # image only
-        x = self.norm2(x + self.cross_attention(x, data_tokens, training=training))  # Q image, K/V data
-        return self.ffn(x, training=training)                                     # (B, L, d)
+        if self.uses_image:
+            x = self.project(image_features) + self.position                      # (B, L, d)
+        else:
+            x = data_tokens                                                       # (B, 4, d)
+        x = self.norm1(x + self.self_attention(x, x, training=training))
+        if self.uses_image and self.uses_clinical:                                # Q image, K/V data
+            x = self.norm2(x + self.cross_attention(x, data_tokens, training=training))
+        return self.ffn(x, training=training)                                     # (B, L or 4, d)
 
 
 @keras.saving.register_keras_serializable("mtl")

@@ -26,7 +26,8 @@ class ReportModel(keras.Model):
         super().__init__(**kwargs)
         self.config_dict = dict(config)
         self.cfg = cfg = ModelConfig(**config)
-        self.data_block = UnifiedDataBlock(config)
+        if "clinical" in cfg.modalities:
+            self.data_block = UnifiedDataBlock(config)
         self.visual_block = VisualBlock(config)
         if "oc" in cfg.tasks:
             self.oc_head = SequenceHead(config, 4, name="oc_head")
@@ -40,7 +41,7 @@ class ReportModel(keras.Model):
             self.to_vocab = layers.Dense(cfg.report_vocab, name="to_vocab", dtype="float32")
 
     def encode(self, inputs, training=False):
-        data_tokens = self.data_block(inputs)                                     # (B, 4, d)
+        data_tokens = self.data_block(inputs) if "clinical" in self.cfg.modalities else None  # (B, 4, d)
         return self.visual_block(inputs["image_features"], data_tokens, training=training)
 
     def embed_tokens(self, ids, start=0):

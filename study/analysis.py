@@ -1,6 +1,11 @@
-"""Analysis of an experiment's Parquet files (no Ray): Pareto fronts, hypervolume, overfitting,
-group comparisons and parameter importance. Plots (:mod:`study.plots`) draw only what these
-functions return, so every plotted number is tested here.
+"""Analysis of an experiment's Parquet files (no Ray): configurations over seeds, Pareto fronts
+with their bootstrap uncertainty, hypervolume with fixed bounds, overfitting, the paper's recipe
+comparison and parameter importance. Plots (:mod:`study.plots`) draw only what these functions
+return, so every plotted number is tested here.
+
+A *trial* is one trained model (a configuration and a seed); a *configuration* is what the sampler
+proposed, trained ``repeats`` times. Answers are given per configuration, over its seeds: one seed
+is an anecdote.
 """
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ import pandas as pd
 
 from model.config import TASKS
 
-from .significance import holm, paired_test
+from .metrics import corpus_bleu
+from .significance import compare_recipes, holm, mean_interval
 
 
 # ---- Pareto front -------------------------------------------------------------------------------
@@ -45,10 +51,11 @@ def finished(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def pareto_front(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
-    """The finished trials on the front of ``objectives`` ({column: "max"|"min"})."""
+    """The finished rows on the front of ``objectives`` ({column: "max"|"min"}); rows are trials
+    or configurations (:func:`config_table`, with ``<metric>_mean`` columns)."""
     missing = [c for c in objectives if c not in trials]
     if missing:
-        raise KeyError(f"objective column(s) {missing} not in the trial table; "
+        raise KeyError(f"objective column(s) {missing} not in the table; "
                        f"available: {sorted(c for c in trials if c.startswith('val_'))}")
     done = finished(trials)
     return done[pareto_mask(done[list(objectives)].to_numpy(float), list(objectives.values()))]
@@ -56,8 +63,97 @@ def pareto_front(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFra
 
 def with_pareto_column(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
     out = trials.copy()
-    out["pareto"] = out["trial_id"].isin(pareto_front(trials, objectives)["trial_id"])
+    out["pareto"] = out.index.isin(pareto_front(trials, objectives).index)
     return out
+
+
+# ---- configurations over seeds ------------------------------------------------------------------
+def config_key(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's configuration id (experiments from before repeats: the trial is its own)."""
+    if "config_id" not in trials:
+        return trials["trial_id"]
+    return trials["config_id"].where(trials["config_id"].notna(), trials["trial_id"])
+
+
+def metric_columns(trials: pd.DataFrame) -> list[str]:
+    return [c for c in trials if c.startswith(("val_", "test_")) and not c.startswith(("val_loss", "test_loss"))]
+
+
+def config_table(trials: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per configuration: its parameters, how many repeats finished, and for every
+    ``val_*``/``test_*`` metric the mean, standard deviation and Student-t confidence interval
+    over its finished seeds (``<metric>_mean``, ``_std``, ``_ci_low``, ``_ci_high``).
+    ``status`` is ``TERMINATED`` when at least one repeat finished. ``finished_at`` is when its
+    last trial ended (the order in which the search completed configurations)."""
+    if trials.empty:
+        return pd.DataFrame(columns=["config_id", "status", "repeats", "repeats_finished"])
+    trials = trials.assign(config_id=config_key(trials))
+    params = [c for c in trials if c.startswith("param_")]
+    metrics = metric_columns(trials)
+    rows = []
+    for config_id, group in trials.groupby("config_id", sort=False):
+        done = finished(group)
+        row = {"config_id": config_id, "status": "TERMINATED" if len(done) else group["status"].iloc[-1],
+               "repeats": len(group), "repeats_finished": len(done),
+               "finished_at": group["finished_at"].max() if "finished_at" in group else np.nan,
+               **{p: group[p].iloc[0] for p in params}}
+        for m in metrics:
+            mean, sd, low, high = mean_interval(done[m].to_numpy(float), confidence)
+            row.update({f"{m}_mean": mean, f"{m}_std": sd, f"{m}_ci_low": low, f"{m}_ci_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mean_objectives(objectives: dict[str, str]) -> dict[str, str]:
+    """The objectives as columns of :func:`config_table`."""
+    return {f"{m}_mean": d for m, d in objectives.items()}
+
+
+def _seed_values(trials: pd.DataFrame, objectives: dict[str, str]) -> dict[str, np.ndarray]:
+    """Per configuration, the (seeds, objectives) values of its finished trials with all objectives."""
+    done = finished(trials).assign(config_id=config_key(finished(trials)))
+    out = {}
+    for config_id, group in done.groupby("config_id", sort=False):
+        values = group[list(objectives)].to_numpy(float)
+        values = values[~np.isnan(values).any(axis=1)]
+        if len(values):
+            out[config_id] = values
+    return out
+
+
+def pareto_probability(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
+                       seed: int = 0) -> pd.Series:
+    """Per configuration, the probability that its mean is Pareto-optimal when each configuration's
+    seeds are resampled with replacement (a bootstrap over seeds). 1.0 for a configuration that is
+    on the front whichever seeds it had; near 0.5 for one whose place depends on its luck; 0 for
+    one without every objective (a single-task configuration). One seed per configuration gives
+    0 or 1: no evidence of spread, not certainty."""
+    values = _seed_values(trials, objectives)
+    ids = list(values)
+    directions = list(objectives.values())
+    rng = np.random.default_rng(seed)
+    if not ids:
+        return pd.Series(dtype=float, name="p_pareto")
+    means = np.stack([v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1) for v in values.values()])  # (C, B, k)
+    hits = np.zeros(len(ids))
+    for b in range(n_boot):
+        hits += pareto_mask(means[:, b, :], directions)
+    out = pd.Series(0.0, index=pd.Index(config_key(trials).unique(), name="config_id"), name="p_pareto")
+    out[ids] = hits / n_boot
+    return out
+
+
+def configs_with_front(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
+                       seed: int = 0) -> pd.DataFrame:
+    """:func:`config_table` plus ``pareto`` (its mean is on the front of the configuration means)
+    and ``p_pareto`` (:func:`pareto_probability`)."""
+    configs = config_table(trials)
+    if configs.empty or not all(f"{m}_mean" in configs for m in objectives):
+        return configs
+    configs = with_pareto_column(configs, mean_objectives(objectives))
+    p = pareto_probability(trials, objectives, n_boot=n_boot, seed=seed)
+    configs["p_pareto"] = configs["config_id"].map(p).fillna(0.0)
+    return configs
 
 
 # ---- hypervolume --------------------------------------------------------------------------------
@@ -108,43 +204,111 @@ def hypervolume(values: np.ndarray, directions, *, bounds=None, reference: float
     return _hv_min(norm, np.full(norm.shape[1], reference)) if len(norm) else 0.0
 
 
-def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
-    """Hypervolume after each finished trial, in completion order (how fast the search improves).
-    Normalisation bounds come from all finished trials, so the curve is comparable along itself."""
-    done = finished(trials).sort_values("finished_at") if "finished_at" in trials else finished(trials)
-    values = done[list(objectives)].to_numpy(float)
-    directions = list(objectives.values())
-    valid = values[~np.isnan(values).any(axis=1)]
-    if len(valid) == 0:
-        return pd.DataFrame(columns=["n_trials", "trial_id", "hypervolume"])
-    bounds = np.stack([valid.min(0), valid.max(0)], axis=1)
-    bounds = np.where(np.array([d == "max" for d in directions])[:, None], bounds, bounds[:, ::-1])
-    rows = [{"n_trials": i + 1, "trial_id": tid,
-             "hypervolume": hypervolume(values[: i + 1], directions, bounds=bounds)}
-            for i, tid in enumerate(done["trial_id"])]
-    return pd.DataFrame(rows)
+# (worst, best) each metric can reach, whatever the study: bounds that make hypervolumes of
+# different studies comparable. Metrics not listed fall back to observed bounds (said so).
+NATURAL_RANGES = {
+    **{m: (0.0, 1.0) for m in ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco",
+                               "bertscore_f1", "ce_precision", "ce_recall", "ce_f1", "oc_accuracy",
+                               "ml_precision", "ml_recall", "ml_f1", "ml_exact_match")},
+    "oc_acc_corr": (-0.5, 1.0),    # (accuracy + Spearman rho) / 2
+    "oc_mae": (4.0, 0.0),          # acuity levels 1..5
+    "oc_mse": (16.0, 0.0),
+    "ml_hamming": (1.0, 0.0),
+}
+
+
+def objective_bounds(objectives: dict[str, str], values: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """``(bounds, sources)``: per objective (worst, best), from :data:`NATURAL_RANGES` ("natural")
+    or, for a metric without one, the observed range widened by 10 % on the worst side
+    ("observed"; then hypervolumes of different studies are not comparable)."""
+    bounds, sources = [], []
+    for j, (metric, direction) in enumerate(objectives.items()):
+        name = metric.split("_", 1)[1].removesuffix("_mean")
+        if name in NATURAL_RANGES:
+            worst, best = NATURAL_RANGES[name]
+            if (direction == "max") != (best > worst):
+                worst, best = best, worst
+            bounds.append((worst, best))
+            sources.append("natural")
+            continue
+        v = np.asarray(values, float)[:, j] if values is not None else np.array([np.nan])
+        lo, hi = (np.nanmin(v), np.nanmax(v)) if np.isfinite(v).any() else (0.0, 1.0)
+        margin = 0.1 * (hi - lo if hi > lo else 1.0)
+        bounds.append((hi + margin, lo) if direction == "min" else (lo - margin, hi))
+        sources.append("observed")
+    return np.array(bounds, float), sources
+
+
+def fixed_hypervolume(values: np.ndarray, objectives: dict[str, str], bounds: np.ndarray) -> float:
+    """Hypervolume of ``values`` normalised by ``bounds``, reference point at the worst bound: the
+    share of the objective box [worst, best]^k that the front dominates (0 to 1)."""
+    return hypervolume(values, list(objectives.values()), bounds=bounds, reference=1.0)
+
+
+def hypervolume_summary(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
+                        seed: int = 0, confidence: float = 0.95) -> dict:
+    """Hypervolume of the configuration means with fixed bounds, and its bootstrap interval over
+    seeds (each configuration's seeds resampled with replacement, as in :func:`pareto_probability`)."""
+    values = _seed_values(trials, objectives)
+    all_values = np.concatenate(list(values.values())) if values else np.empty((0, len(objectives)))
+    bounds, sources = objective_bounds(objectives, all_values)
+    out = {"bounds": {m: list(b) for m, b in zip(objectives, bounds.tolist())},
+           "bound_sources": dict(zip(objectives, sources)), "reference": "worst bound"}
+    if not values:
+        return {**out, "hypervolume": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_boot": 0}
+    means = np.stack([v.mean(axis=0) for v in values.values()])
+    rng = np.random.default_rng(seed)
+    boots = [fixed_hypervolume(np.stack([v[rng.integers(0, len(v), len(v))].mean(axis=0)
+                                         for v in values.values()]), objectives, bounds)
+             for _ in range(n_boot)]
+    alpha = (1 - confidence) / 2
+    return {**out, "hypervolume": fixed_hypervolume(means, objectives, bounds),
+            "ci_low": float(np.quantile(boots, alpha)), "ci_high": float(np.quantile(boots, 1 - alpha)),
+            "n_boot": n_boot}
+
+
+def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], bounds: np.ndarray | None = None) -> pd.DataFrame:
+    """Hypervolume of the configuration means after each configuration completed (in the order
+    the search completed them), with fixed ``bounds`` (default :func:`objective_bounds`), so the
+    curve is comparable along itself and with other studies."""
+    configs = finished(config_table(trials))
+    configs = configs.sort_values("finished_at") if "finished_at" in configs else configs
+    cols = list(mean_objectives(objectives))
+    values = configs[cols].to_numpy(float) if len(configs) else np.empty((0, len(cols)))
+    if bounds is None:
+        bounds, _ = objective_bounds(objectives, values)
+    rows = [{"n_configs": i + 1, "config_id": cid,
+             "hypervolume": fixed_hypervolume(values[: i + 1], objectives, bounds)}
+            for i, cid in enumerate(configs["config_id"])]
+    return pd.DataFrame(rows, columns=["n_configs", "config_id", "hypervolume"])
 
 
 # ---- overfitting --------------------------------------------------------------------------------
-def overfitting_point(val_loss, *, tolerance: float = 0.0) -> dict:
-    """For one validation-loss curve (epochs 1..n): ``best_epoch`` (its minimum) and
-    ``overfit_epoch``, the first epoch after which the loss stayed above the minimum by more
-    than ``tolerance`` (relative) until the end; ``None`` when the last epoch is still within it
-    (no overfitting yet). ``epochs_before_overfitting`` = ``best_epoch`` when it overfits."""
+OVERFIT_TOLERANCE = 0.01  # relative: a loss within 1 % of its minimum has not yet risen
+
+
+def overfitting_point(val_loss, *, tolerance: float = OVERFIT_TOLERANCE) -> dict:
+    """For one validation-loss curve (epochs 1..n): ``best_epoch`` (its minimum), ``min_loss``,
+    and ``onset``: the first epoch after which the loss stays above ``min_loss * (1 + tolerance)``
+    until the end (``None`` when the last epoch is still within the tolerance: no overfitting).
+    ``overfit`` says whether it has an onset."""
     v = np.asarray(val_loss, float)
     if len(v) == 0 or np.isnan(v).all():
-        return {"best_epoch": None, "overfit_epoch": None, "epochs_before_overfitting": None}
+        return {"best_epoch": None, "min_loss": None, "onset": None, "overfit": False}
     best = int(np.nanargmin(v))
-    above = v[best + 1:] > v[best] * (1 + tolerance)
-    overfit = best + 2 if len(above) and above.all() else None
-    return {"best_epoch": best + 1, "overfit_epoch": overfit,
-            "epochs_before_overfitting": best + 1 if overfit else None}
+    above = v > v[best] * (1 + tolerance)
+    onset = None
+    if above[-1]:
+        last_within = np.flatnonzero(~above)[-1]  # epoch index still within the tolerance
+        onset = int(last_within) + 2              # the epoch after it, 1-based
+    return {"best_epoch": best + 1, "min_loss": float(v[best]), "onset": onset, "overfit": onset is not None}
 
 
 def overfitting_table(epochs: pd.DataFrame, trials: pd.DataFrame | None = None, *,
-                      group_col: str | None = None, tolerance: float = 0.0) -> pd.DataFrame:
-    """One row per (trial, task) with an active validation loss: best epoch, overfitting onset,
-    and the final train-validation gap. ``group_col`` (a trial column) labels the rows."""
+                      tolerance: float = OVERFIT_TOLERANCE) -> pd.DataFrame:
+    """One row per (trial, task) with an active validation loss: best epoch, minimum loss,
+    overfitting onset and the final train-validation gap; with ``trials``, the trial's
+    configuration id and task setting (``STL`` or ``MTL``) are added."""
     rows = []
     for trial_id, e in epochs.sort_values("epoch").groupby("trial_id"):
         for task in TASKS:
@@ -155,9 +319,12 @@ def overfitting_table(epochs: pd.DataFrame, trials: pd.DataFrame | None = None, 
             gap = (e[col] - e[f"train_loss_{task}"]).to_numpy()
             rows.append({"trial_id": trial_id, "task": task, "epochs_run": len(e), **point,
                          "final_gap": float(gap[-1])})
-    table = pd.DataFrame(rows)
-    if group_col and trials is not None and len(table):
-        table = table.merge(trials[["trial_id", group_col]], on="trial_id", how="left")
+    table = pd.DataFrame(rows, columns=["trial_id", "task", "epochs_run", "best_epoch", "min_loss",
+                                        "onset", "overfit", "final_gap"])
+    if trials is not None and len(table):
+        info = pd.DataFrame({"trial_id": trials["trial_id"], "config_id": config_key(trials),
+                             "setting": np.where(task_setting(trials) == "MTL", "MTL", "STL")})
+        table = table.merge(info, on="trial_id", how="left")
     return table
 
 
@@ -182,72 +349,153 @@ def task_setting(trials: pd.DataFrame) -> pd.Series:
     return pd.Series(labels, index=trials.index)
 
 
-def stl_vs_mtl_overfitting(overfit: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    """Per task: mean epochs before overfitting (and share of trials that overfit) for STL vs MTL."""
-    if overfit.empty:
-        return pd.DataFrame()
-    setting = task_setting(trials).rename("setting")
-    table = overfit.merge(pd.concat([trials["trial_id"], setting], axis=1), on="trial_id")
-    table["setting"] = np.where(table["setting"] == "MTL", "MTL", "STL")
-    return (table.groupby(["task", "setting"])
-            .agg(trials=("trial_id", "nunique"), best_epoch=("best_epoch", "mean"),
-                 epochs_before_overfitting=("epochs_before_overfitting", "mean"),
-                 overfit_share=("overfit_epoch", lambda s: s.notna().mean()))
-            .reset_index())
+def stl_vs_mtl_overfitting(overfit: pd.DataFrame) -> pd.DataFrame:
+    """Per task, STL runs against MTL runs (every seed a run): how many overfit, the mean epoch of
+    the best validation loss, the mean onset among those that overfit, the mean minimum loss, and
+    Welch t-tests (MTL vs STL) of the best epoch and the minimum loss over runs. Runs that never
+    overfit stay in every count and in the best-epoch and minimum-loss means."""
+    from scipy.stats import ttest_ind
+
+    columns = ["task", "stl_runs", "mtl_runs", "stl_overfit", "mtl_overfit", "stl_best_epoch",
+               "mtl_best_epoch", "p_best_epoch", "stl_onset", "mtl_onset", "stl_min_loss",
+               "mtl_min_loss", "p_min_loss"]
+    if overfit.empty or "setting" not in overfit:
+        return pd.DataFrame(columns=columns)
+
+    def welch(a, b):
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        if len(a) < 2 or len(b) < 2:
+            return np.nan
+        if np.ptp(np.concatenate([a, b])) == 0:
+            return 1.0
+        return float(ttest_ind(b, a, equal_var=False).pvalue)
+
+    rows = []
+    for task, part in overfit.groupby("task", sort=False):
+        stl, mtl = part[part["setting"] == "STL"], part[part["setting"] == "MTL"]
+        if stl.empty or mtl.empty:
+            continue
+        rows.append({"task": task, "stl_runs": len(stl), "mtl_runs": len(mtl),
+                     "stl_overfit": int(stl["overfit"].sum()), "mtl_overfit": int(mtl["overfit"].sum()),
+                     "stl_best_epoch": stl["best_epoch"].mean(), "mtl_best_epoch": mtl["best_epoch"].mean(),
+                     "p_best_epoch": welch(stl["best_epoch"], mtl["best_epoch"]),
+                     "stl_onset": stl["onset"].astype(float).mean(), "mtl_onset": mtl["onset"].astype(float).mean(),
+                     "stl_min_loss": stl["min_loss"].mean(), "mtl_min_loss": mtl["min_loss"].mean(),
+                     "p_min_loss": welch(stl["min_loss"], mtl["min_loss"])})
+    return pd.DataFrame(rows, columns=columns)
 
 
-# ---- comparisons --------------------------------------------------------------------------------
-PER_SAMPLE = {"bleu4": "bleu4", "rouge_l": "rouge_l", "bertscore_f1": "bertscore_f1"}
-
-
+# ---- the paper's comparison: recipes over seeds and test samples ----------------------------------
 def per_sample_scores(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per (trial, sample) scores usable in paired tests, incl. OC absolute error and ML accuracy."""
+    """Per (trial, sample) scores: OC correctness and absolute error, ML label accuracy and
+    counts. A head a trial does not have gives NaN, never a wrong answer."""
     out = predictions[["trial_id", "sample_id"]].copy()
-    for name, col in PER_SAMPLE.items():
-        if col in predictions:
-            out[name] = predictions[col]
     if {"acuity_true", "acuity_pred"} <= set(predictions):
-        out["oc_correct"] = (predictions["acuity_true"] == predictions["acuity_pred"]).astype(float)
-        out["oc_abs_error"] = (predictions["acuity_true"] - predictions["acuity_pred"]).abs()
+        true, pred = predictions["acuity_true"].astype(float), predictions["acuity_pred"].astype(float)
+        out["oc_correct"] = (true == pred).astype(float).where(pred.notna() & true.notna())
+        out["oc_abs_error"] = (true - pred).abs()
     true_cols = [c for c in predictions if c.startswith("true_")]
     if true_cols:
-        pred = predictions[[c.replace("true_", "pred_") for c in true_cols]].to_numpy()
-        out["ml_label_accuracy"] = (predictions[true_cols].to_numpy() == pred).mean(axis=1)
+        true = predictions[true_cols].to_numpy(float)
+        pred = predictions[[c.replace("true_", "pred_") for c in true_cols]].to_numpy(float)
+        has = ~(np.isnan(true).any(axis=1) | np.isnan(pred).any(axis=1))
+        for name, value in (("ml_label_accuracy", (true == pred).mean(axis=1)),
+                            ("ml_tp", ((true == 1) & (pred == 1)).sum(axis=1)),
+                            ("ml_fp", ((true == 0) & (pred == 1)).sum(axis=1)),
+                            ("ml_fn", ((true == 1) & (pred == 0)).sum(axis=1))):
+            out[name] = np.where(has, value.astype(float), np.nan)
     return out
 
 
-def compare_groups(trials: pd.DataFrame, predictions: pd.DataFrame, *, group_col: str,
-                   groups: list[str] | None = None, baseline: str | None = None) -> pd.DataFrame:
-    """Per-sample metrics per group (mean over the group's trials), and a paired t-test of each
-    group against ``baseline`` on every metric both have, with Holm-adjusted p-values.
+def _mean_of(column):
+    return lambda sums, n: sums[column] / n
 
-    For STL vs MTL, STL trials are single-task, so each metric's STL value comes from the STL
-    trial of that task (e.g. ``rouge_l`` from STL-text): a group is every trial whose
-    ``group_col`` value starts with the group name.
+
+def _bleu(k):
+    return lambda sums, n: corpus_bleu(sums)[k - 1]
+
+
+# metric: (task, better, per-sample columns, statistic of summed columns and resample size)
+RECIPE_METRICS = {
+    **{f"bleu{k}": ("text", "max", [f"bleu_testlen", "bleu_reflen", *(f"bleu_guess{j}" for j in range(1, 5)),
+                                    *(f"bleu_correct{j}" for j in range(1, 5))], _bleu(k)) for k in range(1, 5)},
+    "rouge_l": ("text", "max", ["rouge_l"], _mean_of("rouge_l")),
+    "bertscore_f1": ("text", "max", ["bertscore_f1"], _mean_of("bertscore_f1")),
+    "cider": ("text", "max", ["cider"], _mean_of("cider")),
+    "oc_accuracy": ("oc", "max", ["oc_correct"], _mean_of("oc_correct")),
+    "oc_mae": ("oc", "min", ["oc_abs_error"], _mean_of("oc_abs_error")),
+    "ml_label_accuracy": ("ml", "max", ["ml_label_accuracy"], _mean_of("ml_label_accuracy")),
+    "ml_f1": ("ml", "max", ["ml_tp", "ml_fp", "ml_fn"],
+              lambda s, n: 2 * s["ml_tp"] / np.maximum(2 * s["ml_tp"] + s["ml_fp"] + s["ml_fn"], 1e-12)),
+}
+
+
+def _components(scores: pd.DataFrame, trial_ids, columns, samples) -> dict | None:
+    """(models, samples) arrays of ``columns`` for the trials that have them on every sample."""
+    have = []
+    for tid in trial_ids:
+        part = scores[scores["trial_id"] == tid].set_index("sample_id").reindex(samples)
+        if all(c in part for c in columns) and part[columns].notna().all().all():
+            have.append(part)
+    if not have:
+        return None
+    return {c: np.stack([p[c].to_numpy(float) for p in have]) for c in columns}
+
+
+def compare_to_baseline(trials: pd.DataFrame, predictions: pd.DataFrame, *, baseline: str,
+                        group_col: str = "param_config", metrics: list[str] | None = None,
+                        n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Every group of named configurations against ``baseline`` on every test metric both have,
+    as recipes: trained with several seeds and scored on the same test samples.
+
+    A group is a config name plus the names that extend it with ``-`` (``STL`` = ``STL-text``,
+    ``STL-oc``, ``STL-ml``), so a metric's baseline value comes from the baseline configuration
+    that has that task, and a missing head is missing, never a zero. Each row: both means, the
+    difference (group - baseline, in the metric's units), its hierarchical bootstrap interval and
+    p-value (:func:`study.significance.compare_recipes`), the seed-level Welch p where each side
+    has three seeds or more, Holm's adjusted p over the whole table, and a verdict.
     """
-    scores = per_sample_scores(predictions).merge(trials[["trial_id", group_col]], on="trial_id")
-    labels = trials[group_col].dropna().astype(str)
-    groups = groups or sorted({g.split("-")[0] if g.startswith("STL") else g for g in labels})
-    baseline = baseline or groups[0]
-    metrics = [c for c in scores if c not in ("trial_id", "sample_id", group_col)]
-    means, rows = {}, []
-    for g in groups:
-        part = scores[scores[group_col].astype(str).str.startswith(g)]
-        means[g] = part.groupby("sample_id")[metrics].mean()  # NaN-skipping: STL tasks combine
-    for metric in metrics:
-        row = {"metric": metric, **{g: means[g][metric].mean() for g in groups}}
-        for g in groups:
-            if g == baseline:
+    from .space import group_of
+
+    done = finished(trials)
+    done = done[done[group_col].notna()]
+    groups = done[group_col].astype(str).map(lambda name: group_of(name, baseline))
+    scores = per_sample_scores(predictions)
+    scores = scores.merge(predictions[[c for c in predictions if c not in scores or c in ("trial_id", "sample_id")]],
+                          on=["trial_id", "sample_id"], how="left")
+    samples = sorted(set(scores["sample_id"]))
+    rows = []
+    for metric in metrics or list(RECIPE_METRICS):
+        task, better, columns, statistic = RECIPE_METRICS[metric]
+        base = _components(scores, done.loc[groups == baseline, "trial_id"], columns, samples)
+        if base is None:
+            continue
+        for group in dict.fromkeys(groups):
+            if group == baseline:
                 continue
-            pair = pd.concat([means[g][metric], means[baseline][metric]], axis=1, keys=["a", "b"]).dropna()
-            p = paired_test(pair["a"], pair["b"]).p_value if len(pair) >= 2 else np.nan
-            row[f"p_{g}_vs_{baseline}"] = p
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    for col in [c for c in table if c.startswith("p_")]:
-        ok = table[col].notna()
-        table.loc[ok, col.replace("p_", "p_holm_", 1)] = holm(table.loc[ok, col])
-    return table
+            other = _components(scores, done.loc[groups == group, "trial_id"], columns, samples)
+            if other is None:
+                continue
+            r = compare_recipes(other, base, statistic, n_boot=n_boot, seed=seed)
+            rows.append({"task": task, "metric": metric, "better": better, "group": group,
+                         "baseline": baseline, "group_mean": r.mean_a, "baseline_mean": r.mean_b,
+                         "diff": r.diff, "ci_low": r.ci_low, "ci_high": r.ci_high, "p": r.p_value,
+                         "p_seed": r.p_seed, "seeds": r.seeds_a, "baseline_seeds": r.seeds_b,
+                         "samples": len(samples)})
+    columns = ["task", "metric", "better", "group", "baseline", "group_mean", "baseline_mean", "diff",
+               "ci_low", "ci_high", "p", "p_holm", "p_seed", "seeds", "baseline_seeds", "samples", "verdict"]
+    table = pd.DataFrame(rows, columns=[c for c in columns if c not in ("p_holm", "verdict")])
+    table["p_holm"] = holm(table["p"]) if len(table) else []
+    table["verdict"] = [verdict(r.diff, r.p_holm, r.better) for r in table.itertuples()]
+    return table[columns]
+
+
+def verdict(diff: float, p_holm: float, better: str, alpha: float = 0.05) -> str:
+    """``better``/``worse`` than the baseline when Holm's p is below ``alpha``, else ``no
+    significant difference`` (a difference within the noise of seeds and samples)."""
+    if not p_holm < alpha:
+        return "no significant difference"
+    return "better" if (diff > 0) == (better == "max") else "worse"
 
 
 # ---- parameter importance -----------------------------------------------------------------------

@@ -30,18 +30,35 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def pareto_scatter(trials: pd.DataFrame, objectives: dict, path: Path) -> Path:
-    """Every pair of objectives; Pareto-optimal trials (``pareto`` column) highlighted."""
+def pareto_scatter(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
+    """Every pair of objectives: configuration means with their 95 % intervals over seeds,
+    coloured by the probability of being Pareto-optimal (bootstrap over seeds); configurations on
+    the front of the means are ringed."""
     pairs = list(itertools.combinations(objectives, 2)) or [(next(iter(objectives)),) * 2]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.4), squeeze=False)
-    data = trials.assign(front=np.where(trials["pareto"], "Pareto-optimal", "dominated"))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.6), squeeze=False)
+    data = configs.dropna(subset=[f"{m}_mean" for m in objectives])
+    p = data["p_pareto"] if "p_pareto" in data else pd.Series(np.nan, index=data.index)
+    points = None
     for ax, (x, y) in zip(axes[0], pairs):
-        sns.scatterplot(data=data, x=x, y=y, hue="front", style="front", ax=ax, s=60,
-                        hue_order=["dominated", "Pareto-optimal"], palette=["#9aa5b1", "#d1495b"])
+        xerr = np.abs(np.stack([data[f"{x}_mean"] - data[f"{x}_ci_low"], data[f"{x}_ci_high"] - data[f"{x}_mean"]]))
+        yerr = np.abs(np.stack([data[f"{y}_mean"] - data[f"{y}_ci_low"], data[f"{y}_ci_high"] - data[f"{y}_mean"]]))
+        ax.errorbar(data[f"{x}_mean"], data[f"{y}_mean"], xerr=np.nan_to_num(xerr), yerr=np.nan_to_num(yerr),
+                    fmt="none", ecolor="#9aa5b1", elinewidth=1, capsize=2, zorder=1)
+        points = ax.scatter(data[f"{x}_mean"], data[f"{y}_mean"], c=p, cmap="viridis", vmin=0, vmax=1,
+                            s=60, zorder=2, edgecolor="white")
+        front = data[data["pareto"]] if "pareto" in data else data.iloc[:0]
+        ax.scatter(front[f"{x}_mean"], front[f"{y}_mean"], s=150, facecolors="none", edgecolors="#d1495b",
+                   linewidths=1.5, zorder=3, label="on the front of the means")
         ax.set(xlabel=label(x), ylabel=label(y))
-    fig.suptitle(f"Task trade-offs: {len(data)} trials, {int(data['pareto'].sum())} on the front "
-                 f"({', '.join(f'{m} {d}' for m, d in objectives.items())})")
-    return _save(fig, path)
+        ax.legend(fontsize=8, loc="best")
+    if points is not None:
+        fig.colorbar(points, ax=axes[0].tolist(), shrink=0.85, label="P(Pareto-optimal) over seeds")
+    repeats = int(data["repeats_finished"].max()) if len(data) else 0
+    fig.suptitle(f"Task trade-offs: {len(data)} configurations x up to {repeats} seeds "
+                 f"(mean, 95 % interval); {int(data['pareto'].sum()) if 'pareto' in data else 0} on the front")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def simplex_xy(alpha, beta, gamma):
@@ -51,14 +68,15 @@ def simplex_xy(alpha, beta, gamma):
     return b + c / 2, c * np.sqrt(3) / 2
 
 
-def weight_simplex(trials: pd.DataFrame, objectives: dict, path: Path) -> Path:
-    """Loss weights (a, b, c) on the simplex, one panel per objective, coloured by its value."""
-    data = trials.dropna(subset=["param_alpha", "param_beta", "param_gamma"])
+def weight_simplex(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
+    """Loss weights (a, b, c) on the simplex, one panel per objective, coloured by the
+    configuration's mean over seeds (``<metric>_mean`` columns)."""
+    data = configs.dropna(subset=["param_alpha", "param_beta", "param_gamma"])
     fig, axes = plt.subplots(1, len(objectives), figsize=(4.6 * len(objectives), 4.3), squeeze=False)
     x, y = simplex_xy(data["param_alpha"], data["param_beta"], data["param_gamma"])
     for ax, metric in zip(axes[0], objectives):
         ax.plot([0, 1, 0.5, 0], [0, 0, np.sqrt(3) / 2, 0], color="black", lw=1)
-        points = ax.scatter(x, y, c=data[metric], cmap="viridis", s=70, edgecolor="white")
+        points = ax.scatter(x, y, c=data[f"{metric}_mean"], cmap="viridis", s=70, edgecolor="white")
         fig.colorbar(points, ax=ax, shrink=0.8, label=label(metric))
         for (cx, cy), name in zip([(0, 0), (1, 0), (0.5, np.sqrt(3) / 2)], ["a (text)", "b (OC)", "c (ML)"]):
             ax.annotate(name, (cx, cy), textcoords="offset points", xytext=(0, -14 if cy == 0 else 6),
@@ -70,38 +88,42 @@ def weight_simplex(trials: pd.DataFrame, objectives: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def learning_curves(curves: pd.DataFrame, overfit: pd.DataFrame, trial_labels: dict, path: Path) -> Path:
-    """Train vs validation loss per task for chosen trials; best epoch (dot) and early stop (x)."""
-    chosen = curves[curves["trial_id"].isin(trial_labels)]
+def learning_curves(curves: pd.DataFrame, labels: dict, path: Path) -> Path:
+    """Train (dashed) and validation (solid) loss per task for chosen configurations: the mean over
+    their seeds with a band of +-1 standard deviation. ``curves`` is :func:`study.analysis.gap_curves`
+    with a ``config_id`` column; ``labels`` maps config ids to legend labels."""
+    chosen = curves[curves["config_id"].isin(labels)].assign(configuration=lambda d: d["config_id"].map(labels))
     tasks = [t for t in ("text", "oc", "ml") if t in set(chosen["task"])]
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5 * max(1, len(tasks)), 4.2), squeeze=False)
-    palette = dict(zip(trial_labels, sns.color_palette("tab10", len(trial_labels))))
+    order = list(dict.fromkeys(labels.values()))
+    palette = dict(zip(order, sns.color_palette("tab10", len(order))))
     for ax, task in zip(axes[0], tasks):
-        for trial_id, name in trial_labels.items():
-            c = chosen[(chosen["trial_id"] == trial_id) & (chosen["task"] == task)]
-            if c.empty:
-                continue
-            color = palette[trial_id]
-            ax.plot(c["epoch"], c["train"], ls="--", color=color, alpha=0.7)
-            ax.plot(c["epoch"], c["validation"], color=color, label=name)
-            point = overfit[(overfit["trial_id"] == trial_id) & (overfit["task"] == task)]
-            if len(point) and point["best_epoch"].notna().all():
-                best = int(point["best_epoch"].iloc[0])
-                ax.scatter(best, c.loc[c["epoch"] == best, "validation"], color=color, zorder=3)
-                ax.scatter(c["epoch"].max(), c["validation"].iloc[-1], marker="x", color=color, zorder=3)
+        part = chosen[chosen["task"] == task]
+        sns.lineplot(data=part, x="epoch", y="validation", hue="configuration", hue_order=order,
+                     palette=palette, errorbar="sd", ax=ax)
+        sns.lineplot(data=part, x="epoch", y="train", hue="configuration", hue_order=order, palette=palette,
+                     errorbar=None, ax=ax, linestyle="--", alpha=0.6, legend=False)
         ax.set(title=f"{task} loss (solid: validation, dashed: train)", xlabel="epoch",
                ylabel="cross-entropy (nats)")
         ax.legend(fontsize=8)
-    fig.suptitle("Learning curves: dot = best validation epoch, x = last epoch (early stop)")
+    seeds = int(chosen.groupby("config_id")["trial_id"].nunique().max()) if len(chosen) else 0
+    fig.suptitle(f"Learning curves: mean over up to {seeds} seeds, band = +-1 sd")
     return _save(fig, path)
 
 
-def hypervolume_curve(history: pd.DataFrame, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=history, x="n_trials", y="hypervolume", marker="o", ax=ax)
-    ax.set(title="Hypervolume of the Pareto front as trials finish",
-           xlabel="finished trials (completion order)",
-           ylabel="hypervolume (normalised objectives, ref. 1.1)")
+def hypervolume_curve(history: pd.DataFrame, summary: dict, path: Path) -> Path:
+    """Hypervolume of the configuration means as configurations complete (fixed bounds)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.lineplot(data=history, x="n_configs", y="hypervolume", marker="o", ax=ax)
+    if len(history) and np.isfinite(summary.get("ci_low", np.nan)):
+        n = history["n_configs"].iloc[-1]
+        ax.errorbar([n], [summary["hypervolume"]], yerr=[[summary["hypervolume"] - summary["ci_low"]],
+                                                          [summary["ci_high"] - summary["hypervolume"]]],
+                    fmt="none", ecolor="#d1495b", capsize=4, label="95 % bootstrap interval over seeds")
+        ax.legend(fontsize=8)
+    ax.set(title="Hypervolume of the front of configuration means",
+           xlabel="completed configurations (completion order)",
+           ylabel="share of the objective box dominated (0-1)")
     return _save(fig, path)
 
 
@@ -117,13 +139,16 @@ def importance_bars(importance: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def stl_mtl_overfitting(table: pd.DataFrame, path: Path) -> Path:
+def stl_mtl_overfitting(overfit: pd.DataFrame, path: Path) -> Path:
+    """Epoch of the best validation loss per task, STL runs vs MTL runs (every seed a run;
+    bars are means, whiskers 95 % intervals). ``overfit`` is :func:`study.analysis.overfitting_table`."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    if table.empty or table["best_epoch"].isna().all():
+    if overfit.empty or "setting" not in overfit or overfit["setting"].nunique() < 2:
         ax.text(0.5, 0.5, "no single-task trials to compare", ha="center", va="center")
         ax.set_axis_off()
     else:
-        sns.barplot(data=table, x="task", y="best_epoch", hue="setting", ax=ax)
-        ax.set(xlabel="task", ylabel="mean epoch of best validation loss")
+        sns.barplot(data=overfit, x="task", y="best_epoch", hue="setting", hue_order=["STL", "MTL"],
+                    errorbar=("ci", 95), ax=ax)
+        ax.set(xlabel="task", ylabel="epoch of best validation loss")
     ax.set_title("When does each task stop improving? (STL vs MTL)")
     return _save(fig, path)

@@ -2,8 +2,9 @@
 
     python -m study.report EXPERIMENT_DIR [--objectives val_rouge_l:max val_ml_f1:max ...]
 
-Writes ``plots/*.png`` and ``summary.md`` into the experiment directory and adds the ``pareto``
-column to ``trials.parquet``. ``study/run.py`` calls it at the end of every sweep.
+Writes ``plots/*.png``, ``summary.md``, ``configs.parquet`` (with the front) and, for a space with
+a ``baseline``, ``comparison.csv`` into the experiment directory, and the ``pareto`` column of
+``trials.parquet``. ``study/run.py`` calls it at the end of every sweep.
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import analysis as A
 from . import plots as P
-from .store import TRIALS, load, write_parquet_atomic
+from .store import CONFIGS, TRIALS, load, write_parquet_atomic
 
 
 def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -23,7 +25,8 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
         return "_(none)_\n"
     shown = df.copy()
     for col in shown.select_dtypes("number"):
-        fmt = "d" if ("epoch" in col or col == "trials") else floatfmt  # counts stay integers
+        values = shown[col].dropna()
+        fmt = "d" if len(values) and (values == values.round()).all() and "p" not in col.split("_") else floatfmt
         shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else format(int(v) if fmt == "d" else v, fmt)
                                     if isinstance(v, float) else v)
     head = "| " + " | ".join(map(str, shown.columns)) + " |"
@@ -39,16 +42,52 @@ def _space(experiment_dir: Path):
     return load_space(record.get("path", experiment_dir / "study.json"), text=record["text"])
 
 
-def chosen_trials(trials: pd.DataFrame, objectives: dict) -> dict:
-    """Trials whose curves are drawn: the best on each objective, labelled by it."""
-    done = A.finished(trials)
+def chosen_configs(configs: pd.DataFrame, objectives: dict) -> dict:
+    """Configurations whose curves are drawn: the best mean on each objective, labelled by it."""
+    done = A.finished(configs)
     chosen = {}
     for metric, mode in objectives.items():
-        col = done[metric].dropna()
+        col = done[f"{metric}_mean"].dropna() if f"{metric}_mean" in done else pd.Series(dtype=float)
         if len(col):
             best = col.idxmax() if mode == "max" else col.idxmin()
-            chosen.setdefault(done.loc[best, "trial_id"], f"best {metric}")
+            chosen.setdefault(done.loc[best, "config_id"], f"best {metric}")
     return chosen
+
+
+def _interval(row, metric: str) -> str:
+    mean, low, high = row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    if pd.isna(mean):
+        return ""
+    return f"{mean:.3f}" + (f" [{low:.3f}, {high:.3f}]" if pd.notna(low) else "")
+
+
+def front_table(configs: pd.DataFrame, objectives: dict) -> pd.DataFrame:
+    """The front of configuration means, as printed and written to summary.md."""
+    front = configs[configs["pareto"]] if "pareto" in configs else configs.iloc[:0]
+    params = [c for c in configs if c.startswith("param_") and not c.endswith(("_u1", "_u2"))]
+    out = front[["config_id", *params, "repeats_finished"]].rename(columns={"repeats_finished": "seeds"})
+    for m in objectives:
+        out[f"{m} (95 % CI)"] = [_interval(r, m) for _, r in front.iterrows()]
+    out["P(on front)"] = front.get("p_pareto", pd.Series(dtype=float))
+    return out.sort_values("P(on front)", ascending=False) if len(out) else out
+
+
+def comparison_sentences(comparison: pd.DataFrame) -> list[str]:
+    """One line per task and group: does the group beat the baseline, by how much, how sure."""
+    lines = []
+    for (task, group), part in comparison.groupby(["task", "group"], sort=False):
+        facts = []
+        for r in part.itertuples():
+            facts.append(f"{r.metric} {r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}], "
+                         f"p_holm {r.p_holm:.3g}: {r.verdict}")
+        better = (part["verdict"] == "better").sum()
+        worse = (part["verdict"] == "worse").sum()
+        head = (f"beats {part['baseline'].iloc[0]} on {better} of {len(part)} metrics" if better and not worse else
+                f"is worse than {part['baseline'].iloc[0]} on {worse} of {len(part)} metrics" if worse and not better else
+                f"is better on {better} and worse on {worse} of {len(part)} metrics" if better else
+                f"does not differ significantly from {part['baseline'].iloc[0]} on any of {len(part)} metrics")
+        lines.append(f"- **{task}, {group}** {head} (group - baseline, 95 % CI): " + "; ".join(facts) + ".")
+    return lines
 
 
 def render(experiment_dir: str | Path, objectives: dict | None = None) -> dict[str, Path]:
@@ -56,53 +95,81 @@ def render(experiment_dir: str | Path, objectives: dict | None = None) -> dict[s
     tables = load(experiment_dir)
     trials, epochs, predictions = tables["trials"], tables["epochs"], tables["predictions"]
     objectives = objectives or A.study_objectives(experiment_dir)
-    trials = A.with_pareto_column(trials, objectives)
+    configs = A.configs_with_front(trials, objectives)
+    trials = trials.assign(pareto=A.config_key(trials).isin(configs.loc[configs["pareto"], "config_id"])
+                           if "pareto" in configs else False)
     write_parquet_atomic(experiment_dir / TRIALS, trials)
+    write_parquet_atomic(experiment_dir / CONFIGS, configs)
+    try:
+        space = _space(experiment_dir)
+    except (FileNotFoundError, KeyError):
+        space = None
 
     plots = experiment_dir / "plots"
     plots.mkdir(exist_ok=True)
-    done = A.finished(trials)
-    out = {"pareto": P.pareto_scatter(done, objectives, plots / "pareto.png")}
-    if {"param_alpha", "param_beta", "param_gamma"} <= set(done) and done["param_alpha"].notna().any():
-        out["simplex"] = P.weight_simplex(done, objectives, plots / "weight_simplex.png")
-    curves = A.gap_curves(epochs)
+    done_configs = A.finished(configs)
+    out = {"pareto": P.pareto_scatter(done_configs, objectives, plots / "pareto.png")}
+    if {"param_alpha", "param_beta", "param_gamma"} <= set(done_configs) and done_configs["param_alpha"].notna().any():
+        out["simplex"] = P.weight_simplex(done_configs, objectives, plots / "weight_simplex.png")
+    config_of = dict(zip(trials["trial_id"], A.config_key(trials)))
+    curves = A.gap_curves(epochs).assign(config_id=lambda d: d["trial_id"].map(config_of))
     overfit = A.overfitting_table(epochs, trials)
-    out["learning_curves"] = P.learning_curves(curves, overfit, chosen_trials(trials, objectives),
+    out["learning_curves"] = P.learning_curves(curves, chosen_configs(configs, objectives),
                                                plots / "learning_curves.png")
-    settings = A.task_setting(done)
-    stl = {t: s for t, s in zip(done["trial_id"], settings) if s.startswith("STL")}
-    mtl_best = chosen_trials(done[settings == "MTL"], objectives)
-    stl_mtl = A.stl_vs_mtl_overfitting(overfit, done)
+    names = (dict(zip(A.config_key(trials), trials["param_config"].astype(str)))
+             if "param_config" in trials and trials["param_config"].notna().any() else {})
+    settings = A.task_setting(A.finished(trials))
+    stl = dict.fromkeys(A.config_key(A.finished(trials))[settings.str.startswith("STL")])
     if stl:
-        first_mtl = dict(list(mtl_best.items())[:1])
-        out["stl_vs_mtl_curves"] = P.learning_curves(
-            curves, overfit, {**stl, **{k: f"MTL ({v})" for k, v in first_mtl.items()}},
-            plots / "stl_vs_mtl_curves.png")
-    out["stl_vs_mtl_overfitting"] = P.stl_mtl_overfitting(stl_mtl, plots / "stl_vs_mtl_overfitting.png")
-    history = A.hypervolume_history(trials, objectives)
-    out["hypervolume"] = P.hypervolume_curve(history, plots / "hypervolume.png")
-    try:
-        importance = A.parameter_importance(trials, _space(experiment_dir))
-    except (FileNotFoundError, KeyError):
-        importance = pd.DataFrame(columns=["objective", "param", "importance"])
+        mtl_best = chosen_configs(done_configs[A.task_setting(done_configs.rename(
+            columns=lambda c: c.removesuffix("_mean"))) == "MTL"], objectives)
+        labels = {cid: names.get(cid, f"STL {cid}") for cid in stl}
+        labels.update({cid: names.get(cid, f"MTL ({why})") for cid, why in list(mtl_best.items())[:1]})
+        out["stl_vs_mtl_curves"] = P.learning_curves(curves, labels, plots / "stl_vs_mtl_curves.png")
+    stl_mtl = A.stl_vs_mtl_overfitting(overfit)
+    out["stl_vs_mtl_overfitting"] = P.stl_mtl_overfitting(overfit, plots / "stl_vs_mtl_overfitting.png")
+    hv = A.hypervolume_summary(trials, objectives)
+    history = A.hypervolume_history(trials, objectives, np.array(list(hv["bounds"].values())))
+    out["hypervolume"] = P.hypervolume_curve(history, hv, plots / "hypervolume.png")
+    importance = (A.parameter_importance(trials, space) if space is not None
+                  else pd.DataFrame(columns=["objective", "param", "importance"]))
     out["importance"] = P.importance_bars(importance, plots / "importance.png")
 
-    group_col = "param_config" if "param_config" in trials and trials["param_config"].notna().any() else None
-    comparison = A.compare_groups(done, predictions, group_col=group_col) if group_col else None
-    front = A.pareto_front(trials, objectives)
-    params = [c for c in trials if c.startswith("param_") and not c.endswith(("_u1", "_u2"))]
+    baseline = space.baseline if space is not None else None
+    comparison = (A.compare_to_baseline(trials, predictions, baseline=baseline)
+                  if baseline and "param_config" in trials else None)
+    if comparison is not None:
+        comparison.to_csv(experiment_dir / "comparison.csv", index=False)
+    counts = trials["status"].value_counts().to_dict()
+    bounds = ", ".join(f"`{m}` {lo:g} to {hi:g} ({hv['bound_sources'][m]})" for m, (lo, hi) in hv["bounds"].items())
     summary = [
         f"# Study summary: {experiment_dir.name}\n",
-        f"{len(trials)} trials ({trials['status'].value_counts().to_dict()}); objectives: "
-        + ", ".join(f"`{m}` ({d})" for m, d in objectives.items()) + ".\n",
-        f"Final hypervolume: {history['hypervolume'].iloc[-1]:.4f} (objectives min-max normalised over "
-        f"finished trials, reference point 1.1)\n" if len(history) else "",
-        "## Pareto front\n", _markdown(front[["trial_id", *params, *objectives]]),
-        "## Group comparison (per-sample means; paired t-tests vs the first group, Holm-adjusted)\n",
-        _markdown(comparison) if comparison is not None else "_(no named configurations: run the paper grid)_\n",
-        "## Overfitting: epochs before validation loss rose for good\n", _markdown(stl_mtl),
+        f"{len(configs)} configurations, {len(trials)} trained models ({counts}); objectives: "
+        + ", ".join(f"`{m}` ({d})" for m, d in objectives.items()) + ". Every number below is a mean "
+        "over a configuration's seeds with its 95 % Student-t interval; one seed gives no interval.\n",
+        f"Hypervolume of the front of configuration means: **{hv['hypervolume']:.4f}** "
+        f"(95 % bootstrap interval over seeds {hv['ci_low']:.4f} to {hv['ci_high']:.4f}); bounds, worst to "
+        f"best: {bounds}; reference point at the worst bound, so 1 is the whole box.\n",
+        "## Pareto front of configuration means\n",
+        "P(on front): share of bootstrap resamples of each configuration's seeds in which it is "
+        "Pareto-optimal; well below 1 means its place on the front is within the noise of seeds.\n",
+        _markdown(front_table(configs, objectives)),
+    ]
+    if comparison is not None:
+        summary += [f"## {', '.join(g for g in dict.fromkeys(comparison['group']))} against {baseline}\n",
+                    "Recipes compared on the test split: a paired hierarchical bootstrap resamples test "
+                    "samples (the same for both sides) and each side's seeds; p-values are Holm-adjusted "
+                    "over the whole table; `p_seed` is a Welch t-test over per-seed values (three seeds "
+                    "or more a side). BLEU is corpus-level on every resample.\n",
+                    *comparison_sentences(comparison), "",
+                    _markdown(comparison.drop(columns=["baseline", "samples"]), ".3g")]
+    summary += [
+        f"## Overfitting (tolerance {A.OVERFIT_TOLERANCE:.0%} above the minimum)\n",
+        "Per task, over runs (seeds): how many overfit, when the validation loss was lowest, the onset "
+        "among runs that overfit, the minimum reached, and Welch p-values of MTL vs STL.\n",
+        _markdown(stl_mtl, ".3g"),
         "### Per trial and task\n", _markdown(overfit),
-        "## Plots\n", *[f"- `{p.relative_to(experiment_dir)}`\n" for p in out.values()],
+        "## Plots\n", *[f"- `{p.relative_to(experiment_dir)}`" for p in out.values()],
     ]
     (experiment_dir / "summary.md").write_text("\n".join(summary))
     out["summary"] = experiment_dir / "summary.md"

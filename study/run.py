@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", help="YAML file of defaults for these flags")
     p.add_argument("--search-space", default="weights", help="shipped space name (paper, weights, full, smoke) or a YAML path")
-    p.add_argument("--num-samples", type=int, default=None, help="trials to run (default: the space's num_samples)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="configurations to try (default: the space's num_samples; a grid runs each of its own)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="seeds per configuration; the sampler is told their mean (default: the space's repeats, or 1)")
     p.add_argument("--max-epochs", type=int, default=None, help="epochs per trial (overrides the space's 'epochs')")
     p.add_argument("--storage", default="results", help="root directory of experiments")
     p.add_argument("--name", default=None, help="experiment name (default: <space>-<date>-<time>)")
@@ -52,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=224, help="image side for the encoder (and synthetic images)")
     p.add_argument("--encoder", default="EfficientNetB0", help="keras.applications CNN for image features")
     p.add_argument("--weights", default="imagenet", help="encoder weights: imagenet, none, or a local file")
-    p.add_argument("--seed", type=int, default=0, help="seed for data, sampler and trials")
+    p.add_argument("--seed", type=int, default=0,
+                   help="study seed: the sampler's, and with each configuration and repeat index, every trial's training seed")
+    p.add_argument("--data-seed", type=int, default=0,
+                   help="seed of the synthetic cohort (part of the data fingerprint; independent of --seed)")
     p.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
     p.add_argument("--verbose", action="store_true", help="show Ray, TensorFlow and Optuna logs in the terminal")
     return p
@@ -85,8 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.resume and not args.name:
         parser.error("--resume needs --name (the experiment to continue)")
-    for flag in ("workers_per_trial", "n_synthetic", "image_size"):
-        if getattr(args, flag) < 1:
+    for flag in ("workers_per_trial", "n_synthetic", "image_size", "repeats", "num_samples"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     return args
 
@@ -131,10 +137,11 @@ def prepare_data(args):
     else:
         data_root = DEFAULT_LOCAL_ROOT / "data" if is_uri(args.storage) else Path(args.storage) / ".data"
         cohort_dir = Path(args.data_dir or data_root /
-                          f"synthetic-n{args.n_synthetic}-seed{args.seed}-{args.image_size}px")
+                          f"synthetic-n{args.n_synthetic}-seed{args.data_seed}-{args.image_size}px")
         if not (cohort_dir / "cohort.parquet").exists():
-            print(f"generating the synthetic cohort ({args.n_synthetic} studies) in {cohort_dir}")
-            generate(cohort_dir, n=args.n_synthetic, seed=args.seed, image_size=args.image_size)
+            print(f"generating the synthetic cohort ({args.n_synthetic} studies, data seed {args.data_seed}) "
+                  f"in {cohort_dir}")
+            generate(cohort_dir, n=args.n_synthetic, seed=args.data_seed, image_size=args.image_size)
     weights = None if args.weights.lower() in ("none", "random") else args.weights
     print(f"preparing features and encodings for {cohort_dir} (cached after the first run)")
     return prepare(cohort_dir, encoder=EncoderSpec(args.encoder, args.image_size, weights))
@@ -153,7 +160,7 @@ def package_versions() -> dict:
     return out
 
 
-def write_study_json(experiment_dir: Path, args, space, dataset, plan) -> None:
+def write_study_json(experiment_dir: Path, args, space, space_text: str, dataset, plan) -> None:
     from study.store import write_json_atomic
 
     path = experiment_dir / "study.json"
@@ -163,9 +170,10 @@ def write_study_json(experiment_dir: Path, args, space, dataset, plan) -> None:
         "resumed": previous.get("resumed", []) + ([dt.datetime.now().isoformat(timespec="seconds")]
                                                   if args.resume else []),
         "command": " ".join(sys.argv), "config": vars(args),
-        "search_space": {"path": str(space.path), "text": Path(space.path).read_text(),
-                         "objectives": space.objectives, "sampler": space.sampler_name},
-        "seeds": {"study": args.seed},
+        "search_space": {"path": str(space.path), "text": space_text,
+                         "objectives": space.objectives, "sampler": space.sampler_name,
+                         "repeats": space.repeats, "baseline": space.baseline},
+        "seeds": {"study": args.seed, "data": args.data_seed if args.data == "synthetic" else None},
         "versions": package_versions(),
         "data": {"source": args.data, "prepared_dir": str(dataset.directory), **dataset.meta},
         "resources": {"trial": plan.trial_resources, "worker": plan.worker_resources,
@@ -185,25 +193,27 @@ def record_run(experiment_dir: Path, timings: dict) -> None:
     write_json_atomic(path, record, indent=2)
 
 
-def summarize(location, space, args) -> None:
+def summarize(location, space, args):
+    """Consolidate the records, print the front of configuration means, render the report, push.
+    Returns the trial table."""
     import pandas as pd
 
-    from study.analysis import pareto_front
+    from study.report import front_table
     from study.storage import RECORD_TABLES
-    from study.store import consolidate
+    from study.store import CONFIGS, consolidate
 
     experiment_dir = location.local_dir
     location.pull_records()
     trials = consolidate(experiment_dir)
     counts = trials["status"].value_counts().to_dict() if len(trials) else {}
-    print(f"\n{len(trials)} trial(s) recorded: {counts}")
+    configs = pd.read_parquet(experiment_dir / CONFIGS)
+    print(f"\n{len(trials)} trial(s) of {len(configs)} configuration(s) recorded: {counts}")
     objectives = dict(zip(space.metrics, space.modes))
-    if len(trials) and all(m in trials for m in objectives):
-        front = pareto_front(trials, objectives)
-        params = [c for c in trials if c.startswith("param_") and not c.endswith(("_u1", "_u2"))]
-        with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
-            print(f"\nPareto-optimal trials ({', '.join(f'{m} {d}' for m, d in objectives.items())}):")
-            print(front[["trial_id", *params, *objectives]].to_string(index=False))
+    if "pareto" in configs:
+        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
+            print(f"\nPareto front of configuration means, mean [95 % CI] over seeds "
+                  f"({', '.join(f'{m} {d}' for m, d in objectives.items())}):")
+            print(front_table(configs, objectives).to_string(index=False))
     if not args.no_report and len(trials):
         from study.report import render
 
@@ -213,28 +223,44 @@ def summarize(location, space, args) -> None:
         except Exception as exc:  # the results are safe on disk; the report can be redone
             print(f"\ncould not render the report ({type(exc).__name__}: {exc}); "
                   f"retry with: python -m study.report {experiment_dir}")
-    location.push(*RECORD_TABLES, "summary.md", "plots", "study.log")
+    location.push(*RECORD_TABLES, "summary.md", "comparison.csv", "plots", "study.log")
     where = location.experiment_uri if location.remote else experiment_dir
-    print(f"\nresults: {where}/trials.parquet, epochs.parquet, predictions.parquet, study.json")
+    print(f"\nresults: {where}/trials.parquet, configs.parquet, epochs.parquet, predictions.parquet, study.json")
     print(f"logs:    {where}/study.log (and trials/<id>/trial.log)")
+    return trials
+
+
+def unfinished_trials(trials, expected: int) -> int:
+    """Trials the sweep owes: expected minus those with a final record. A trial stopped early by
+    the scheduler (``STOPPED``) or failed for good (``ERROR``) is final, not interrupted."""
+    return max(0, expected - len(trials))
 
 
 def resume_command(args) -> str:
     return f"python study/run.py --storage {args.storage} --name {args.name} --resume"
 
 
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    quiet(args.verbose)
+def load_study_space(args, location):
+    """The search space of this study: the file named by ``--search-space``, or on ``--resume`` the
+    text recorded in study.json (so editing or deleting the file cannot change a running study)."""
     from search_spaces import resolve
     from study.space import load_space
 
-    space = load_space(resolve(args.search_space))
-    if args.max_epochs:
-        space.fixed["epochs"] = args.max_epochs
-    args.name = args.name or f"{Path(space.path).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    if args.resume and location.has_study():
+        record = location.read_study()["search_space"]
+        return load_space(record["path"], text=record["text"]), record["text"]
+    path = resolve(args.search_space)
+    text = Path(path).read_text()
+    return load_space(path, text=text), text
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    quiet(args.verbose)
     from study.storage import Location, bundle_dataset
 
+    if args.name is None:
+        args.name = f"{Path(args.search_space).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     location = Location(args.storage, args.name)
     experiment_dir = location.local_dir
     if location.has_study() and not args.resume:
@@ -242,10 +268,16 @@ def main(argv=None) -> Path:
                          f"{resume_command(args)}\nor choose another --name.")
     if args.resume and not location.has_study():
         raise SystemExit(f"--resume: no study in {location.experiment_uri} to continue")
-    num_samples = args.num_samples or space.num_samples
-    if space.grid_size() and num_samples > space.grid_size():
-        print(f"the grid has {space.grid_size()} configurations; running each once")
-        num_samples = space.grid_size()
+    space, space_text = load_study_space(args, location)
+    if args.max_epochs:
+        space.fixed["epochs"] = args.max_epochs
+    space.repeats = args.repeats or space.repeats
+    args.repeats = space.repeats
+    num_configs = args.num_samples or space.num_samples
+    if space.grid_size() and num_configs != space.grid_size():
+        if args.num_samples:
+            print(f"the grid has {space.grid_size()} configurations; running each once")
+        num_configs = space.grid_size()
     setup_logging(experiment_dir, args.verbose)
     clock = time.perf_counter()
     timings = {}
@@ -277,32 +309,37 @@ def main(argv=None) -> Path:
     plan = study_tune.plan_resources(context, study_tune.cluster_resources(), args.max_concurrent)
     if args.resume:
         location.read_study()  # keep created/resumed history from the shared copy
-    write_study_json(experiment_dir, args, space, dataset, plan)
+    write_study_json(experiment_dir, args, space, space_text, dataset, plan)
     location.push("study.json")
-    print(f"study {args.name}: {num_samples} trial(s) of {space.path.name}, up to {plan.max_concurrent} "
-          f"at once, {args.workers_per_trial} worker(s) each; results in {experiment_dir}")
+    expected = num_configs * space.repeats
+    print(f"study {args.name}: {num_configs} configuration(s) of {space.path.name} x {space.repeats} seed(s) "
+          f"= {expected} trial(s), up to {plan.max_concurrent} at once, {args.workers_per_trial} worker(s) each; "
+          f"results in {experiment_dir}")
     start = time.perf_counter()
+    stopped_by_user = False
+    trials = None
     try:
         if args.resume and study_tune.tune.Tuner.can_restore(location.experiment_uri):
             tuner = study_tune.restore_tuner(context, plan, location.experiment_uri)
         else:
-            tuner = study_tune.build_tuner(context, plan, num_samples=num_samples, name=args.name,
-                                           storage=location.tune_storage, asha=args.asha,
+            tuner = study_tune.build_tuner(context, plan, num_configs=num_configs, repeats=space.repeats,
+                                           name=args.name, storage=location.tune_storage, asha=args.asha,
                                            verbose=2 if args.verbose else 1)
-        results = tuner.fit()
-        interrupted = any(r.metrics.get("evaluated") is not True and r.error is None for r in results)
+        tuner.fit()
     except KeyboardInterrupt:
-        interrupted = True
+        stopped_by_user = True
     finally:
         timings["sweep_seconds"] = time.perf_counter() - start
-        summarize(location, space, args)
+        trials = summarize(location, space, args)
         ray.shutdown()
         timings["report_seconds"] = time.perf_counter() - start - timings["sweep_seconds"]
         record_run(experiment_dir, {"started": time.time() - (time.perf_counter() - clock), **timings})
         location.push("study.json")
     print(f"wall time: {time.perf_counter() - start:.0f} s")
-    if interrupted:
-        print(f"\nthe sweep did not finish; continue it with\n  {resume_command(args)}")
+    owed = unfinished_trials(trials, expected) if trials is not None else expected
+    if stopped_by_user or owed:
+        print(f"\nthe sweep did not finish ({owed} of {expected} trial(s) owed); continue it with\n  "
+              f"{resume_command(args)}")
     return experiment_dir
 
 

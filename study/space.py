@@ -5,7 +5,9 @@ Format (see ``search_spaces/*.yaml``)::
     description: what the space is for
     sampler: tpe            # tpe (multi-objective TPE) | nsga2 | random | grid
     sampler_options: {}     # keyword arguments of the Optuna sampler (e.g. population_size)
-    num_samples: 16         # default budget (``--num-samples`` overrides)
+    num_samples: 16         # configurations to try (``--num-samples`` overrides)
+    repeats: 3              # seeds per configuration (``--repeats`` overrides; default 1)
+    baseline: STL           # grid only: the group every other group is compared with
     objectives:             # one per task by default
       - {metric: val_rouge_l, mode: max}
     fixed: {epochs: 8}      # settings every trial shares
@@ -22,6 +24,14 @@ them by stick-breaking to a = 1 - sqrt(1 - u1), b = (1 - a) u2, c = 1 - a - b: t
 Beta(1, 2) for the first stick makes (a, b, c) uniform on the simplex a + b + c = 1.
 ``prioritise: text`` sorts them so that a >= b >= c (the paper's MTL-TP constraint), which is
 uniform over that ordered region.
+
+**Repeats.** Every configuration the sampler proposes (or every named configuration of a grid) is
+trained ``repeats`` times with different seeds; the sampler is told the mean over those seeds.
+
+**Groups and baseline.** In a grid of named configurations, a *group* is a name and every name
+that extends it with ``-`` (``STL`` holds ``STL-text``, ``STL-oc``, ``STL-ml``). ``baseline``
+names the group the others are compared with; a metric's baseline value comes from the baseline
+configurations that have it (``rouge_l`` from ``STL-text``).
 """
 from __future__ import annotations
 
@@ -32,7 +42,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks"}
+MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks", "modalities"}
 TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "warmup_fraction", "schedule", "clip_norm",
               "patience", "weighting", "dwa_temperature", "alpha", "beta", "gamma", "precision"}
 EVAL_KEYS = {"bertscore", "beam_width"}
@@ -41,8 +51,8 @@ DEFAULT_OBJECTIVES = [{"metric": "val_rouge_l", "mode": "max"},
                       {"metric": "val_oc_accuracy", "mode": "max"},
                       {"metric": "val_ml_f1", "mode": "max"}]
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
-TOP_KEYS = {"description", "sampler", "sampler_options", "num_samples", "objectives", "fixed",
-            "params", "configs"}
+TOP_KEYS = {"description", "sampler", "sampler_options", "num_samples", "repeats", "objectives",
+            "fixed", "params", "configs", "baseline"}
 
 
 class SearchSpaceError(ValueError):
@@ -68,6 +78,8 @@ class SearchSpace:
     fixed: dict
     params: dict
     configs: list = field(default_factory=list)
+    repeats: int = 1
+    baseline: str | None = None
 
     # ---- what Optuna/Tune need ----------------------------------------------------------------
     @property
@@ -107,6 +119,10 @@ class SearchSpace:
                "random": optuna.samplers.RandomSampler}[self.sampler_name]
         return cls(seed=seed, **opts)
 
+    def groups(self) -> list[str]:
+        """Group names of a named grid, in file order (see the module docs)."""
+        return list(dict.fromkeys(group_of(c["name"], self.baseline) for c in self.configs))
+
     def grid_size(self) -> int | None:
         if self.sampler_name != "grid":
             return None
@@ -139,6 +155,13 @@ class SearchSpace:
         return settings, record
 
 
+def group_of(config_name: str, baseline: str | None = None) -> str:
+    """``STL-text`` -> ``STL`` when ``STL`` is the baseline; other names are their own group."""
+    if baseline and config_name.startswith(f"{baseline}-"):
+        return baseline
+    return config_name
+
+
 def _fail(path, key, message):
     raise SearchSpaceError(f"{path}: {key}: {message}")
 
@@ -150,6 +173,10 @@ def _check_setting(path, where, key, value):
         tasks = [value] if isinstance(value, str) else value
         if not tasks or set(tasks) - {"text", "oc", "ml"}:
             _fail(path, f"{where}.tasks", f"must be a non-empty list from [text, oc, ml], got {value!r}")
+    if key == "modalities":
+        chosen = [value] if isinstance(value, str) else value
+        if not chosen or set(chosen) - {"image", "clinical"}:
+            _fail(path, f"{where}.modalities", f"must be a non-empty list from [image, clinical], got {value!r}")
 
 
 def _check_param(path, name, spec):
@@ -231,7 +258,17 @@ def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
     if not params and not configs:
         _fail(path, "params", "a search space needs params (or configs for a grid)")
     num_samples = raw.get("num_samples", 8)
-    if not isinstance(num_samples, int) or num_samples < 1:
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         _fail(path, "num_samples", f"expected a positive integer, got {num_samples!r}")
+    repeats = raw.get("repeats", 1)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        _fail(path, "repeats", f"expected a positive integer (seeds per configuration), got {repeats!r}")
+    baseline = raw.get("baseline")
+    if baseline is not None:
+        if not configs:
+            _fail(path, "baseline", "a baseline names a group of named configs (sampler: grid)")
+        if not any(group_of(c["name"], baseline) == baseline for c in configs):
+            _fail(path, "baseline", f"no config is named {baseline!r} or {baseline + '-...'!r}; "
+                                    f"configs: {[c['name'] for c in configs]}")
     return SearchSpace(path, raw.get("description", ""), sampler, raw.get("sampler_options") or {},
-                       num_samples, objectives, fixed, params, configs)
+                       num_samples, objectives, fixed, params, configs, repeats, baseline)

@@ -88,7 +88,7 @@ class Remote:
             self.fs.delete_dir(self.path(rel))
 
 
-RECORD_TABLES = ("trials.parquet", "epochs.parquet", "predictions.parquet")
+RECORD_TABLES = ("trials.parquet", "configs.parquet", "epochs.parquet", "predictions.parquet")
 
 
 def pull_records(remote: Remote, local_dir: Path) -> None:

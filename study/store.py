@@ -1,6 +1,7 @@
 """The results store: Parquet files consolidated from the trial directories.
 
-``consolidate(experiment_dir)`` rebuilds ``trials.parquet``, ``epochs.parquet`` and
+``consolidate(experiment_dir)`` rebuilds ``trials.parquet`` (one row per trained model),
+``configs.parquet`` (one per configuration, over its seeds), ``epochs.parquet`` and
 ``predictions.parquet`` from ``trials/<trial_id>/`` (see :mod:`study.trial`), each written to a
 temporary file and renamed, so a crash at any instant leaves the previous complete files. It is
 idempotent and keyed by trial directory, so every trial appears exactly once however often it
@@ -17,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-TRIALS, EPOCHS, PREDICTIONS = "trials.parquet", "epochs.parquet", "predictions.parquet"
+TRIALS, EPOCHS, PREDICTIONS, CONFIGS = ("trials.parquet", "epochs.parquet", "predictions.parquet",
+                                       "configs.parquet")
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco", "cider", "bertscore_f1",
            "ce_precision", "ce_recall", "ce_f1", "oc_accuracy", "oc_mae", "oc_mse", "oc_acc_corr",
            "ml_precision", "ml_recall", "ml_f1", "ml_hamming", "ml_exact_match")
-CONTRACT_COLUMNS = (["trial_id", "status", "error", "best_epoch", "epochs_run", "train_seconds"]
+CONTRACT_COLUMNS = (["trial_id", "config_id", "repeat", "seed", "status", "error", "best_epoch",
+                     "epochs_run", "train_seconds"]
                     + [f"{s}_{m}" for s in ("val", "test") for m in METRICS])
 EPOCH_COLUMNS = ["trial_id", "epoch", "train_loss_text", "train_loss_oc", "train_loss_ml",
                  "val_loss_text", "val_loss_oc", "val_loss_ml", "val_monitor", "lr",
@@ -45,7 +48,8 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
             result = json.loads(result_path.read_text())
             row = {k: result[k] for k in ("trial_id", "status", "error", "best_epoch", "epochs_run",
                                           "train_seconds")}
-            row.update(result.get("metrics", {}), seed=result.get("seed"),
+            row.update(result.get("metrics", {}), config_id=result.get("config_id"),
+                       repeat=result.get("repeat"), seed=result.get("seed"),
                        setup_seconds=result.get("setup_seconds"), eval_seconds=result.get("eval_seconds"),
                        started_at=result.get("started"), finished_at=result_path.stat().st_mtime)
             params = result["params"]
@@ -57,7 +61,8 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
             info = json.loads((error_path if error_path.exists() else stopped_path).read_text())
             history = _history_from_checkpoint(trial_dir)
             row = {"trial_id": info["trial_id"], "status": "ERROR" if error_path.exists() else "STOPPED",
-                   "error": info.get("error"), "epochs_run": len(history) or None,
+                   "error": info.get("error"), "config_id": info.get("config_id"),
+                   "repeat": info.get("repeat"), "seed": info.get("seed"), "epochs_run": len(history) or None,
                    "train_seconds": sum(h["seconds"] for h in history) if history else None,
                    "finished_at": (error_path if error_path.exists() else stopped_path).stat().st_mtime}
             params = info.get("params", {})
@@ -99,16 +104,24 @@ def write_json_atomic(path: Path, payload: dict, indent: int = 1) -> None:
 
 
 def consolidate(experiment_dir: str | Path) -> pd.DataFrame:
-    """Rewrite the three Parquet files from the trial directories; return the trial table.
-    With the study's objectives known (``study.json``), a ``pareto`` column marks the front."""
-    from .analysis import study_objectives, with_pareto_column
+    """Rewrite the Parquet files from the trial directories; return the trial table.
+
+    ``configs.parquet`` summarises each configuration over its seeds (:func:`study.analysis.
+    config_table`). With the study's objectives known (``study.json``), configurations get
+    ``pareto`` (on the front of the means) and ``p_pareto`` (bootstrap over seeds), and each trial
+    a ``pareto`` column saying whether its configuration is on that front."""
+    from .analysis import config_key, config_table, configs_with_front, study_objectives
 
     experiment_dir = Path(experiment_dir)
     trials, epochs, predictions = collect(experiment_dir)
+    configs = config_table(trials)
     if (experiment_dir / "study.json").exists() and len(trials):
         objectives = study_objectives(experiment_dir)
         if all(m in trials for m in objectives):
-            trials = with_pareto_column(trials, objectives)
+            configs = configs_with_front(trials, objectives)
+            on_front = configs.loc[configs["pareto"], "config_id"] if "pareto" in configs else []
+            trials["pareto"] = config_key(trials).isin(on_front)
+    write_parquet_atomic(experiment_dir / CONFIGS, configs)
     write_parquet_atomic(experiment_dir / TRIALS, trials)
     write_parquet_atomic(experiment_dir / EPOCHS, epochs)
     write_parquet_atomic(experiment_dir / PREDICTIONS, predictions)

@@ -49,8 +49,9 @@ LOSS_KEYS = ("train_loss_text", "train_loss_oc", "train_loss_ml",
 def build_configs(settings: dict, dataset: PreparedDataset, seed: int):
     """Split flat settings into ModelConfig, TrainConfig and evaluation options."""
     model_kw = {k: v for k, v in settings.items() if k in MODEL_KEYS}
-    if "tasks" in model_kw:
-        model_kw["tasks"] = tuple([model_kw["tasks"]] if isinstance(model_kw["tasks"], str) else model_kw["tasks"])
+    for key in ("tasks", "modalities"):  # a single name or a list in YAML
+        if key in model_kw:
+            model_kw[key] = tuple([model_kw[key]] if isinstance(model_kw[key], str) else model_kw[key])
     model_cfg = ModelConfig.for_dataset(dataset, **model_kw)
     weighting = settings.get("weighting", "static")
     options = {}
@@ -143,6 +144,7 @@ def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
             write_json_atomic(trial_dir / "error.json", {
                 "trial_id": request.trial_id, "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(), "params": request.params,
+                "config_id": request.config_id, "repeat": request.repeat, "seed": request.seed,
                 "time": time.time()})
             if sync:
                 sync.push("error.json", "trial.log")
@@ -171,7 +173,8 @@ def _train_and_record(request, trial_dir, strategy, is_chief, report, sync) -> d
     result = {"trial_id": request.trial_id, "status": "TERMINATED", "error": None,
               "params": request.params, "settings": request.settings,
               "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
-              "stopped_early": fit.stopped_early, "seed": request.seed, "started": started,
+              "stopped_early": fit.stopped_early, "seed": request.seed, "config_id": request.config_id,
+              "repeat": request.repeat, "started": started,
               "setup_seconds": setup_seconds, "train_seconds": fit.train_seconds}
     if not is_chief:
         report(_final_report(result, request.objectives))

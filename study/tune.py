@@ -14,18 +14,24 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import pickle
 import socket
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import ray
 from ray import tune
+from ray.tune.search import Repeater
+from ray.tune.search.repeater import TRIAL_INDEX
 
 from .space import SearchSpace
 from .storage import RECORD_TABLES, Remote, pull_records, push_files
 from .store import consolidate, write_json_atomic
-from .request import TrialRequest, trial_seed
+from .request import TrialRequest, config_id_of, trial_seed
 
 log = logging.getLogger(__name__)
 DRIVER_CPU_SHARE = 0.01  # a Tune function that only launches Train workers holds almost nothing
@@ -50,11 +56,16 @@ class StudyContext:
     def uses_ray_train(self) -> bool:
         return self.workers_per_trial > 1 or self.force_ray_train
 
-    def request(self, trial_id: str, sampled: dict) -> TrialRequest:
+    def request(self, trial_id: str, config: dict) -> TrialRequest:
+        """What trial ``trial_id`` trains: Tune's ``config`` is the sampler's values plus the
+        repeat index that :class:`RepeatedSearch` adds."""
+        sampled = {k: v for k, v in config.items() if k != TRIAL_INDEX}
+        repeat = int(config.get(TRIAL_INDEX, 0))
         settings, params = self.space.materialize(sampled)
         return TrialRequest(trial_id, settings, params, self.dataset_dir,
                             str(Path(self.experiment_dir) / "trials" / trial_id),
-                            self.space.metrics, trial_seed(self.seed, trial_id), self.remote_uri)
+                            self.space.metrics, trial_seed(self.seed, sampled, repeat), self.remote_uri,
+                            config_id_of(sampled), repeat)
 
 
 @dataclass
@@ -182,30 +193,71 @@ class ResultsCallback(tune.Callback):
         return bool(self.context.remote_uri) and Remote(self.context.remote_uri).exists(
             f"trials/{trial.trial_id}/{name}")
 
+    def _identity(self, trial) -> dict:
+        request = self.context.request(trial.trial_id, trial.config)
+        return {"trial_id": trial.trial_id, "params": request.params, "config_id": request.config_id,
+                "repeat": request.repeat, "seed": request.seed}
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         if not self._finished_somewhere(trial, "result.json"):  # stopped by a scheduler
-            _, params = self.context.space.materialize(trial.config)
-            self._record(trial, "stopped.json", {"trial_id": trial.trial_id, "params": params,
-                                                 "error": "stopped by the scheduler"})
+            self._record(trial, "stopped.json", {**self._identity(trial), "error": "stopped by the scheduler"})
         self._refresh()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if not self._finished_somewhere(trial, "error.json"):  # the process died before writing it
-            _, params = self.context.space.materialize(trial.config)
             message = str(trial.get_error() or "trial failed").strip().splitlines()
-            self._record(trial, "error.json", {"trial_id": trial.trial_id, "params": params,
+            self._record(trial, "error.json", {**self._identity(trial),
                                                "error": message[-1] if message else "trial failed"})
         self._refresh()
 
 
-def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_samples: int, name: str,
-                storage: str, asha: bool = False, verbose: int = 1):
-    """A new Tuner for the study."""
+class RepeatedSearch(Repeater):
+    """Ray's ``Repeater`` for several objectives: each configuration the wrapped searcher proposes
+    runs ``repeat`` times (Tune's config carries the repeat index), and the searcher is told each
+    objective's mean over the repeats that reported it. Ray's own class averages one metric only
+    and does not save its groups with the experiment, so a resumed sweep would lose track of
+    half-finished configurations; this one saves them with the searcher's state."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False, **kw):
+        group = self._trial_id_to_group.get(trial_id)
+        if group is None:
+            log.warning("trial %s is not in any configuration group; its result is not told to "
+                        "the searcher", trial_id)
+            return
+        metrics = self.searcher.metric
+        ok = bool(result) and not error
+        group.report(trial_id, [float(result.get(m, math.nan)) if ok else math.nan for m in metrics])
+        if not group.finished_reporting():
+            return
+        scores = np.array(group.scores(), dtype=float)                     # (repeats, objectives)
+        if np.isnan(scores).all():
+            self.searcher.on_trial_complete(group.primary_trial_id, result=None, error=True)
+            return
+        with warnings.catch_warnings():  # a single-task configuration has all-NaN objectives
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(scores, axis=0)
+        self.searcher.on_trial_complete(group.primary_trial_id, result=dict(zip(metrics, means.tolist())))
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"searcher": self.searcher.__dict__.copy(), "groups": self.get_state()}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.searcher.__dict__.update(state["searcher"])
+        self.set_state(state["groups"])
+
+
+def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, repeats: int,
+                name: str, storage: str, asha: bool = False, verbose: int = 1):
+    """A new Tuner for the study: ``num_configs`` configurations, each trained ``repeats`` times."""
     from ray.tune.search.optuna import OptunaSearch
 
     space = context.space
-    search = OptunaSearch(space.distributions(), metric=space.metrics, mode=space.modes,
-                          sampler=space.sampler(context.seed))
+    search = RepeatedSearch(OptunaSearch(space.distributions(), metric=space.metrics, mode=space.modes,
+                                         sampler=space.sampler(context.seed)), repeat=repeats)
+    num_samples = num_configs * repeats
     scheduler = None
     if asha:
         from ray.tune.schedulers import ASHAScheduler
@@ -230,7 +282,7 @@ def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_samples: int, 
 
 def progress_reporter(space: SearchSpace, num_samples: int):
     """A compact live table: epoch, losses while training, the objectives once evaluated."""
-    params = {n: n.replace("loss_weights_", "w_") for n in space.distributions()}
+    params = {**{n: n.replace("loss_weights_", "w_") for n in space.distributions()}, TRIAL_INDEX: "repeat"}
     metrics = {"epoch": "epoch", "val_loss_text": "val text loss",
                **{m: m.replace("val_", "") for m in space.metrics}}
     return tune.CLIReporter(metric_columns=metrics, parameter_columns=params,

@@ -54,15 +54,33 @@ def test_rouge_l_matches_rouge_score_and_coco():
                 for r, h in zip(REFS, HYPS)]
     np.testing.assert_allclose(M.rouge_l(REFS, HYPS), expected, atol=1e-6)
     assert M.rouge_l(REFS, REFS) == pytest.approx([1.0] * 4)
-    coco = M.coco_rouge_and_cider(REFS, HYPS)
+    coco, _ = M.coco_rouge_and_cider(REFS, HYPS)
     assert coco["rouge_l_coco"] == pytest.approx(Rouge().compute_score(*coco_inputs(REFS, HYPS))[0], abs=1e-6)
 
 
 def test_cider_matches_pycocoevalcap():
     from pycocoevalcap.cider.cider import Cider
 
-    assert M.coco_rouge_and_cider(REFS, HYPS)["cider"] == pytest.approx(
-        Cider().compute_score(*coco_inputs(REFS, HYPS))[0], abs=1e-6)
+    corpus, per_sample = Cider().compute_score(*coco_inputs(REFS, HYPS))
+    ours, ours_per_sample = M.coco_rouge_and_cider(REFS, HYPS)
+    assert ours["cider"] == pytest.approx(corpus, abs=1e-6)
+    np.testing.assert_allclose(ours_per_sample, per_sample, atol=1e-9)
+
+
+def test_corpus_bleu_from_statistics_matches_pycocoevalcap_on_any_subset():
+    """The bootstrap recomputes corpus BLEU from summed per-sample statistics: on every subset
+    (with repeats, as a resample has) it must equal pycocoevalcap's Bleu(4) on those samples."""
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    refs = REFS + ["Small left pleural effusion. The heart size is normal.", "No focal consolidation."]
+    hyps = HYPS + ["There is a small left pleural effusion.", "No focal consolidation is seen today."]
+    stats = M.bleu_statistics(refs, hyps)
+    assert list(stats.columns) == list(M.BLEU_STATS) and stats.loc[2, "bleu_testlen"] == 0
+    for subset in ([0, 1, 2, 3, 4, 5], [4, 4, 5, 0], [1, 3, 3, 3], [5]):
+        expected, _ = Bleu(4).compute_score(*coco_inputs([refs[i] for i in subset], [hyps[i] for i in subset]),
+                                            verbose=0)
+        sums = stats.iloc[subset].sum()
+        np.testing.assert_allclose(M.corpus_bleu(sums), expected, rtol=1e-9, atol=1e-12)
 
 
 def test_bertscore_matches_library_and_ranks_paraphrase_higher():

@@ -51,6 +51,32 @@ def test_output_shapes_for_every_task_subset(tasks):
         assert np.all((out["oc"].numpy() > 0) & (out["oc"].numpy() < 1))
 
 
+@pytest.mark.parametrize("modalities, ignored, used", [
+    (("image",), ["vitals", "categoricals", "chief_complaint", "icd_title"], ["image_features"]),
+    (("clinical",), ["image_features"], ["vitals", "icd_title"]),
+])
+def test_switched_off_modality_is_not_read(modalities, ignored, used):
+    """Ablation: outputs must not move when a switched-off input changes, and must move when a
+    used input changes; cached greedy decoding still equals the naive loop."""
+    from model.decoding import greedy_decode, naive_greedy_decode
+
+    cfg = small_config(modalities=modalities)
+    model = build_model(cfg, seed=0)
+    x = random_inputs(cfg)
+    base = {k: v.numpy() for k, v in model(x).items()}
+    rng = np.random.default_rng(5)
+    for key in ignored + used:
+        changed = dict(x)
+        changed[key] = (x[key] + rng.normal(0, 1, x[key].shape).astype("float32") if x[key].dtype == np.float32
+                        else (x[key] + 1) % 20)
+        out = model(changed)
+        same = all(np.allclose(out[k].numpy(), base[k]) for k in base)
+        assert same == (key in ignored), key
+    np.testing.assert_array_equal(greedy_decode(model, x, max_len=8), naive_greedy_decode(model, x, max_len=8))
+    with pytest.raises(ValueError, match="modalities must be a non-empty subset"):
+        small_config(modalities=("image", "audio"))
+
+
 def test_config_errors_state_the_rule():
     with pytest.raises(ValueError, match="divisible by num_heads, got d_model=25, num_heads=3"):
         small_config(d_model=25)
