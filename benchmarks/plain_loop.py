@@ -39,7 +39,8 @@ def main(argv=None) -> list[dict]:
     results = []
     for r in sorted(recorded, key=lambda r: r["started"]):
         request = TrialRequest(r["trial_id"], r["settings"], r["params"], str(dataset.directory),
-                               str(a.out_dir / "trials" / r["trial_id"]), objectives, r["seed"])
+                               str(a.out_dir / "trials" / r["trial_id"]), objectives, r["seed"],
+                               config_id=r.get("config_id", ""), repeat=r.get("repeat", 0))
         results.append(run_trial(request))
         print(f"trial {r['trial_id']}: {results[-1]['train_seconds']:.1f} s training, "
               f"{results[-1]['eval_seconds']:.1f} s evaluation", flush=True)

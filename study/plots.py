@@ -35,7 +35,7 @@ def pareto_scatter(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
     coloured by the probability of being Pareto-optimal (bootstrap over seeds); configurations on
     the front of the means are ringed."""
     pairs = list(itertools.combinations(objectives, 2)) or [(next(iter(objectives)),) * 2]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.4 * len(pairs), 4.8), squeeze=False, layout="constrained")
     data = configs.dropna(subset=[f"{m}_mean" for m in objectives])
     p = data["p_pareto"] if "p_pareto" in data else pd.Series(np.nan, index=data.index)
     points = None
@@ -50,13 +50,13 @@ def pareto_scatter(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
         ax.scatter(front[f"{x}_mean"], front[f"{y}_mean"], s=150, facecolors="none", edgecolors="#d1495b",
                    linewidths=1.5, zorder=3, label="on the front of the means")
         ax.set(xlabel=label(x), ylabel=label(y))
-        ax.legend(fontsize=8, loc="best")
+    axes[0][0].legend(fontsize=8, loc="best")
     if points is not None:
         fig.colorbar(points, ax=axes[0].tolist(), shrink=0.85, label="P(Pareto-optimal) over seeds")
     repeats = int(data["repeats_finished"].max()) if len(data) else 0
     fig.suptitle(f"Task trade-offs: {len(data)} configurations x up to {repeats} seeds "
                  f"(mean, 95 % interval); {int(data['pareto'].sum()) if 'pareto' in data else 0} on the front")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 

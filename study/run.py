@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None,
                    help="seeds per configuration; the sampler is told their mean (default: the space's repeats, or 1)")
     p.add_argument("--max-epochs", type=int, default=None, help="epochs per trial (overrides the space's 'epochs')")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
+                   help="fix a setting for every trial, over the space's 'fixed' (repeatable; e.g. "
+                        "--set learning_rate=1e-3); a searched or per-config setting cannot be fixed")
     p.add_argument("--storage", default="results", help="root directory of experiments")
     p.add_argument("--name", default=None, help="experiment name (default: <space>-<date>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the experiment STORAGE/NAME")
@@ -240,6 +243,23 @@ def resume_command(args) -> str:
     return f"python study/run.py --storage {args.storage} --name {args.name} --resume"
 
 
+def parse_settings(items: list[str]) -> dict:
+    """``["learning_rate=1e-3", "tasks=[text, oc]"]`` -> settings (values read as YAML)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. --set learning_rate=1e-3")
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML reads 1e-3 as text; a number is meant
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key.strip()] = parsed
+    return out
+
+
 def load_study_space(args, location):
     """The search space of this study: the file named by ``--search-space``, or on ``--resume`` the
     text recorded in study.json (so editing or deleting the file cannot change a running study)."""
@@ -269,6 +289,10 @@ def main(argv=None) -> Path:
     if args.resume and not location.has_study():
         raise SystemExit(f"--resume: no study in {location.experiment_uri} to continue")
     space, space_text = load_study_space(args, location)
+    try:
+        space.fix(parse_settings(args.set))
+    except ValueError as exc:
+        raise SystemExit(f"--set: {exc}") from None
     if args.max_epochs:
         space.fixed["epochs"] = args.max_epochs
     space.repeats = args.repeats or space.repeats

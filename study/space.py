@@ -119,6 +119,17 @@ class SearchSpace:
                "random": optuna.samplers.RandomSampler}[self.sampler_name]
         return cls(seed=seed, **opts)
 
+    def fix(self, settings: dict) -> None:
+        """Fix settings for every trial (``--set``), checked as the file's ``fixed`` is. A setting
+        the sampler searches or a named config sets cannot be fixed: that would silently change
+        what the space means."""
+        for key, value in settings.items():
+            _check_setting(self.path, "--set", key, value)
+            varied = key in self.params or any(key in c for c in self.configs)
+            if varied or (key in ("alpha", "beta", "gamma") and "loss_weights" in self.params):
+                raise ValueError(f"{key}: the space varies it (params or configs), so it cannot be fixed")
+            self.fixed[key] = value
+
     def groups(self) -> list[str]:
         """Group names of a named grid, in file order (see the module docs)."""
         return list(dict.fromkeys(group_of(c["name"], self.baseline) for c in self.configs))

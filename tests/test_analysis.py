@@ -1,5 +1,6 @@
-"""Analysis: Pareto front and hypervolume against hand answers and Optuna, overfitting detection,
-comparisons, the report command and the notebook, on a fixture experiment."""
+"""Analysis: every number against a hand-worked value, an independent enumeration or a reference
+library (Optuna, SciPy), on points and on a fixture experiment whose values are chosen by hand."""
+import itertools
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from study import analysis as A
 from study.report import main as report_main
 from study.report import render
+from study.significance import compare_recipes, mean_interval
 
 from .fixture_experiment import make_experiment
 
@@ -45,17 +47,118 @@ def test_hypervolume_hand_and_optuna():
     pts = rng.random((25, 3))
     ref = np.full(3, 1.1)
     assert A._hv_min(pts, ref) == pytest.approx(compute_hypervolume(pts, ref), rel=1e-9)
-    # normalisation: best corner alone fills the whole box up to the reference point
-    vals = np.array([[1.0, 1.0], [0.0, 0.0]])
-    assert A.hypervolume(vals, ["max", "max"]) == pytest.approx(1.1 ** 2)
 
 
-def test_overfitting_turning_point():
-    u = 1 + 0.1 * (np.arange(1, 11) - 4) ** 2  # minimum at epoch 4, then up for good
-    assert A.overfitting_point(u) == {"best_epoch": 4, "overfit_epoch": 5, "epochs_before_overfitting": 4}
-    assert A.overfitting_point(np.linspace(2, 1, 8))["overfit_epoch"] is None  # still improving
-    assert A.overfitting_point([1.0, 0.5, 0.9, 0.5])["overfit_epoch"] is None  # came back down
-    assert A.overfitting_point([1.0, 0.5, 0.504], tolerance=0.01)["overfit_epoch"] is None
+def _trials(values_by_config: dict, metrics=("val_a", "val_b")) -> pd.DataFrame:
+    rows = []
+    for cid, values in values_by_config.items():
+        for r, v in enumerate(values):
+            rows.append({"trial_id": f"{cid}{r}", "config_id": cid, "repeat": r, "status": "TERMINATED",
+                         "finished_at": float(len(rows)), **dict(zip(metrics, v))})
+    return pd.DataFrame(rows)
+
+
+def test_fixed_bounds_hypervolume_and_history_by_hand():
+    """Two accuracies (natural bounds 0..1, reference at 0): means (0.5, 0.5) then (0.8, 0.2)
+    dominate 0.25, then 0.25 + 0.16 - 0.10 = 0.31; a third, dominated configuration adds nothing."""
+    objectives = {"val_oc_accuracy": "max", "val_ml_f1": "max"}
+    trials = _trials({"A": [(0.4, 0.6), (0.6, 0.4)], "B": [(0.8, 0.2)], "C": [(0.3, 0.1)]},
+                     metrics=list(objectives))
+    bounds, sources = A.objective_bounds(objectives)
+    assert bounds.tolist() == [[0.0, 1.0], [0.0, 1.0]] and sources == ["natural", "natural"]
+    history = A.hypervolume_history(trials, objectives)
+    assert history["config_id"].tolist() == ["A", "B", "C"]
+    np.testing.assert_allclose(history["hypervolume"], [0.25, 0.31, 0.31])
+    assert A.objective_bounds({"val_oc_mae": "min"})[0].tolist() == [[4.0, 0.0]]
+    observed, how = A.objective_bounds({"val_loss_text": "min"}, np.array([[2.0], [4.0]]))
+    assert how == ["observed"] and observed.tolist() == [[4.2, 2.0]]  # 10 % of the span beyond the worst
+
+
+def test_hypervolume_interval_collapses_without_spread_and_widens_with_it():
+    objectives = {"val_oc_accuracy": "max", "val_ml_f1": "max"}
+    steady = _trials({"A": [(0.5, 0.5)] * 3, "B": [(0.8, 0.2)] * 3}, metrics=list(objectives))
+    s = A.hypervolume_summary(steady, objectives, n_boot=200)
+    assert s["hypervolume"] == pytest.approx(0.31) and s["ci_low"] == s["ci_high"] == pytest.approx(0.31)
+    noisy = _trials({"A": [(0.3, 0.7), (0.5, 0.5), (0.7, 0.3)], "B": [(0.8, 0.2)] * 3}, metrics=list(objectives))
+    n = A.hypervolume_summary(noisy, objectives, n_boot=500)
+    # by hand: the means are (0.5, 0.5) and (0.8, 0.2) again; resampling A's seeds moves it
+    assert n["hypervolume"] == pytest.approx(0.31) and n["ci_low"] < 0.30 and n["ci_high"] > 0.315
+
+
+def test_pareto_probability_matches_exact_enumeration():
+    """A is steady at (0.5, 0.5); B's three seeds average (0.5, 0.5) too, so both means are on the
+    front, but B's resampled mean can dominate A or be dominated by it. Enumerating all 27
+    equally likely resamples of B's seeds gives the exact probabilities."""
+    a = [(0.5, 0.5)] * 3
+    b = [(0.7, 0.6), (0.3, 0.4), (0.5, 0.5)]
+    trials = _trials({"A": a, "B": b})
+    objectives = {"val_a": "max", "val_b": "max"}
+    configs = A.configs_with_front(trials, objectives, n_boot=20000)
+    assert configs.set_index("config_id")["pareto"].tolist() == [True, True]  # the means tie
+
+    exact = {"A": 0, "B": 0}
+    for draw in itertools.product(range(3), repeat=3):
+        mean_b = np.mean([b[i] for i in draw], axis=0)
+        a_dominates = np.all(0.5 >= mean_b) and np.any(0.5 > mean_b)
+        b_dominates = np.all(mean_b >= 0.5) and np.any(mean_b > 0.5)
+        exact["A"] += not b_dominates
+        exact["B"] += not a_dominates
+    p = configs.set_index("config_id")["p_pareto"]
+    assert p["A"] == pytest.approx(exact["A"] / 27, abs=0.01)
+    assert p["B"] == pytest.approx(exact["B"] / 27, abs=0.01)
+    assert 0.2 < p["A"] < 0.9 and 0.2 < p["B"] < 0.9  # membership really changes under the bootstrap
+
+
+def test_config_table_mean_and_t_interval_by_hand():
+    trials = _trials({"A": [(0.5, 1.0), (0.6, 1.0), (0.7, 1.0)], "B": [(0.2, 0.3)]})
+    trials.loc[len(trials)] = {"trial_id": "A9", "config_id": "A", "repeat": 3, "status": "ERROR",
+                               "finished_at": 99.0}
+    configs = A.config_table(trials).set_index("config_id")
+    half = 4.302652729911275 * 0.1 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert configs.loc["A", "val_a_mean"] == pytest.approx(0.6)
+    assert configs.loc["A", "val_a_std"] == pytest.approx(0.1)
+    assert (configs.loc["A", "val_a_ci_low"], configs.loc["A", "val_a_ci_high"]) == pytest.approx((0.6 - half, 0.6 + half))
+    assert configs.loc["A", "repeats"] == 4 and configs.loc["A", "repeats_finished"] == 3
+    assert np.isnan(configs.loc["B", "val_a_std"])  # one seed: no spread claimed
+    assert mean_interval([1.0]) [0] == 1.0 and np.isnan(mean_interval([])[0])
+
+
+def test_hierarchical_bootstrap_reduces_to_known_bootstraps():
+    """One seed a side: only samples are resampled (paired), so the interval is scipy's paired
+    percentile bootstrap of the mean difference. Constant samples: only seeds are resampled, so
+    it is scipy's independent two-sample percentile bootstrap of the difference of means."""
+    from scipy.stats import bootstrap
+
+    mean = lambda s, n: s["x"] / n  # noqa: E731
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0.6, 0.2, 200), rng.normal(0.5, 0.2, 200)
+    r = compare_recipes({"x": a[None]}, {"x": b[None]}, mean, n_boot=20000)
+    ref = bootstrap((a - b,), np.mean, n_resamples=20000, method="percentile", random_state=1).confidence_interval
+    assert r.diff == pytest.approx((a - b).mean())
+    assert (r.ci_low, r.ci_high) == pytest.approx((ref.low, ref.high), abs=0.004)
+
+    seeds_a, seeds_b = rng.normal(0.6, 0.05, 8), rng.normal(0.55, 0.05, 8)
+    r = compare_recipes({"x": np.repeat(seeds_a[:, None], 30, 1)}, {"x": np.repeat(seeds_b[:, None], 30, 1)},
+                        mean, n_boot=20000)
+    ref = bootstrap((seeds_a, seeds_b), lambda x, y: x.mean() - y.mean(), n_resamples=20000,
+                    method="percentile", random_state=1, paired=False).confidence_interval
+    assert (r.ci_low, r.ci_high) == pytest.approx((ref.low, ref.high), abs=0.004)
+    from scipy.stats import ttest_ind
+    assert r.p_seed == pytest.approx(ttest_ind(seeds_a, seeds_b, equal_var=False).pvalue)
+
+    same = compare_recipes({"x": a[None]}, {"x": a[None]}, mean, n_boot=999)
+    assert same.diff == 0 and same.p_value == 1.0
+    far = compare_recipes({"x": a[None] + 1}, {"x": a[None]}, mean, n_boot=999)
+    assert far.p_value == pytest.approx(2 / 1000) and far.ci_low == pytest.approx(1.0)
+
+
+def test_overfitting_onset_by_hand():
+    assert A.overfitting_point([1.0, 0.8, 0.6, 0.65, 0.7, 0.75]) == {
+        "best_epoch": 3, "min_loss": 0.6, "onset": 4, "overfit": True}
+    assert A.overfitting_point([1.0, 0.6, 0.603, 0.7])["onset"] == 4        # 0.603 is within 1 %
+    assert A.overfitting_point([1.0, 0.6, 0.603, 0.7], tolerance=0.0)["onset"] == 3
+    assert A.overfitting_point([1.0, 0.6, 0.7, 0.602])["overfit"] is False  # came back down
+    assert A.overfitting_point(np.linspace(2, 1, 8))["onset"] is None       # still improving
 
 
 @pytest.fixture
@@ -63,23 +166,62 @@ def experiment(tmp_path):
     return make_experiment(tmp_path / "exp")
 
 
-def test_tables_on_fixture(experiment):
-    tables = {n: pd.read_parquet(experiment / f"{n}.parquet") for n in ("trials", "epochs", "predictions")}
-    trials, epochs = tables["trials"], tables["epochs"]
-    objectives = A.study_objectives(experiment)
-    front = A.pareto_front(trials, objectives)
-    assert set(front["trial_id"]) == {"t3", "t4"}  # the only trials with all three objectives
-    assert "t9" not in set(front["trial_id"]) and "t0" not in set(front["trial_id"])  # STL: NaN objectives
-    overfit = A.overfitting_table(epochs, trials).set_index(["trial_id", "task"])
-    assert overfit.loc[("t1", "oc"), "best_epoch"] == 3 and overfit.loc[("t4", "ml"), "overfit_epoch"] == 10
-    stl = A.stl_vs_mtl_overfitting(A.overfitting_table(epochs, trials), A.finished(trials)).set_index(["task", "setting"])
-    assert stl.loc[("oc", "STL"), "best_epoch"] == 3 and stl.loc[("oc", "MTL"), "best_epoch"] == 8.5
-    history = A.hypervolume_history(trials, objectives)
-    assert len(history) == 5 and history["hypervolume"].is_monotonic_increasing
-    comparison = A.compare_groups(A.finished(trials), tables["predictions"], group_col="param_config").set_index("metric")
-    assert {"STL", "MTL-EQ", "MTL-TP"} <= set(comparison.columns)
-    assert comparison.loc["rouge_l", "p_MTL-TP_vs_MTL-EQ"] == comparison.loc["rouge_l", "p_MTL-TP_vs_MTL-EQ"]
-    assert comparison["p_holm_MTL-TP_vs_MTL-EQ"].dropna().ge(comparison["p_MTL-TP_vs_MTL-EQ"].dropna()).all()
+def test_missing_head_is_missing_never_wrong(experiment):
+    predictions = pd.read_parquet(experiment / "predictions.parquet")
+    scores = A.per_sample_scores(predictions).groupby("trial_id")[["oc_correct", "ml_label_accuracy"]].mean()
+    assert scores.loc["t00"].isna().all()                      # STL-text has neither head
+    assert scores.loc["t10", "oc_correct"] == pytest.approx(0.5)  # STL-oc: 3 of 6, by construction
+    assert scores.loc["t20", "ml_label_accuracy"] == pytest.approx(0.8)  # STL-ml: 24 of 30
+    assert np.isnan(scores.loc["t10", "ml_label_accuracy"])
+
+
+def test_paper_comparison_against_hand_values(experiment):
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    predictions = pd.read_parquet(experiment / "predictions.parquet")
+    table = A.compare_to_baseline(trials, predictions, baseline="STL", n_boot=500).set_index(["metric", "group"])
+    assert set(table.index.get_level_values("group")) == {"MTL-EQ", "MTL-TP"}
+    # each task's baseline comes from its own single-task configuration, undiluted
+    assert table.loc[("oc_accuracy", "MTL-EQ"), "baseline_mean"] == pytest.approx(3 / 6)
+    assert table.loc[("oc_accuracy", "MTL-TP"), "group_mean"] == pytest.approx(5 / 6)
+    assert table.loc[("oc_mae", "MTL-EQ"), "diff"] == pytest.approx(2 / 6 - 3 / 6)
+    assert table.loc[("ml_label_accuracy", "MTL-EQ"), "diff"] == pytest.approx(0.9 - 0.8)
+    assert table.loc[("rouge_l", "MTL-TP"), "baseline_mean"] == pytest.approx(0.31)  # STL-text seeds 0.30..0.32
+    assert table.loc[("rouge_l", "MTL-TP"), "group_mean"] == pytest.approx(0.71)
+    from pycocoevalcap.bleu.bleu import Bleu
+    from .fixture_experiment import GENERATED, N, REFERENCE
+    from study.metrics import normalize_text
+    for group in ("MTL-EQ", "MTL-TP"):
+        ref = {i: [normalize_text(REFERENCE)] for i in range(N)}
+        bleu_group = Bleu(4).compute_score(ref, {i: [normalize_text(GENERATED[group])] for i in range(N)}, verbose=0)[0]
+        bleu_stl = Bleu(4).compute_score(ref, {i: [normalize_text(GENERATED["STL-text"])] for i in range(N)}, verbose=0)[0]
+        assert table.loc[("bleu2", group), "diff"] == pytest.approx(bleu_group[1] - bleu_stl[1], abs=1e-9)
+    p = table["p"].to_numpy()
+    order = np.argsort(p)
+    m = len(p)
+    expected = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * p[order]))  # Holm by hand
+    np.testing.assert_allclose(table["p_holm"].to_numpy()[order], expected)
+    # MTL-TP is right wherever STL-oc is, plus on 2 of 6 samples, with every seed: the difference
+    # is <= 0 only in resamples that miss both samples, probability (4/6)^6, so p = 2 (4/6)^6
+    assert table.loc[("oc_accuracy", "MTL-TP"), "p"] == pytest.approx(2 * (4 / 6) ** 6, abs=0.04)
+    assert table.loc[("oc_accuracy", "MTL-TP"), "verdict"] == "no significant difference"  # 6 samples
+
+
+def test_stl_vs_mtl_overfitting_over_seeds(experiment):
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    epochs = pd.read_parquet(experiment / "epochs.parquet")
+    overfit = A.overfitting_table(epochs, trials)
+    row = overfit.set_index(["trial_id", "task"]).loc[("t11", "oc")]
+    assert (row["best_epoch"], row["onset"], row["min_loss"]) == (4, 5, pytest.approx(1.0))
+    table = A.stl_vs_mtl_overfitting(overfit).set_index("task")
+    # oc: STL-oc best at 3, 4, 5; MTL-EQ 8, 9, 10 and MTL-TP 9, 10, 11 (12 epochs: all rise after)
+    assert table.loc["oc", "stl_best_epoch"] == pytest.approx(4.0)
+    assert table.loc["oc", "mtl_best_epoch"] == pytest.approx(9.5)
+    assert (table.loc["oc", "stl_runs"], table.loc["oc", "mtl_runs"]) == (3, 6)
+    assert table.loc["oc", "mtl_overfit"] == 6 and table.loc["oc", "stl_overfit"] == 3  # all rise 2 % after
+    assert table.loc["oc", "mtl_onset"] == pytest.approx(10.5)
+    from scipy.stats import ttest_ind
+    assert table.loc["oc", "p_best_epoch"] == pytest.approx(
+        ttest_ind([8, 9, 10, 9, 10, 11], [3, 4, 5], equal_var=False).pvalue)
 
 
 def test_report_writes_every_plot_and_summary(experiment, capsys):
@@ -91,8 +233,12 @@ def test_report_writes_every_plot_and_summary(experiment, capsys):
     for p in (experiment / "plots").glob("*.png"):
         assert p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG"
     summary = (experiment / "summary.md").read_text()
-    assert "## Pareto front" in summary and "MTL-TP" in summary and "## Overfitting" in summary
+    assert "## Pareto front of configuration means" in summary and "## MTL-EQ, MTL-TP against STL" in summary
+    assert "**oc, MTL-TP** does not differ significantly from STL" in summary and "## Overfitting" in summary
+    configs = pd.read_parquet(experiment / "configs.parquet")
+    assert len(configs) == 5 and {"p_pareto", "val_rouge_l_ci_low"} <= set(configs.columns)
     assert "pareto" in pd.read_parquet(experiment / "trials.parquet").columns
+    assert (experiment / "comparison.csv").exists()
     assert "summary.md" in capsys.readouterr().out
 
 

@@ -23,7 +23,7 @@ TINY = ["--n-synthetic", "40", "--image-size", "32", "--weights", "none", "--no-
 
 
 # ---- search spaces ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["paper", "weights", "full", "smoke"])
+@pytest.mark.parametrize("name", ["paper", "weights", "full", "smoke", "ablation"])
 def test_shipped_spaces_load(name):
     space = load_space(resolve(name))
     assert space.distributions()
@@ -41,12 +41,120 @@ def test_paper_grid_has_the_five_named_configurations():
 
 
 def test_simplex_parameterisation():
+    """Uniform on the simplex means Dirichlet(1, 1, 1): each weight is Beta(1, 2), and b / (1 - a)
+    is uniform and independent of a. Kolmogorov-Smirnov tests against those laws pass, and the
+    same tests reject the naive map a = u1 (which is not uniform on the simplex)."""
+    from scipy.stats import beta, kstest, uniform
+
     rng = np.random.default_rng(0)
-    w = np.array([simplex_weights(*rng.random(2)) for _ in range(20000)])
+    u = rng.random((20000, 2))
+    w = np.array([simplex_weights(*row) for row in u])
     assert np.allclose(w.sum(1), 1.0) and (w >= 0).all()
-    assert np.allclose(w.mean(0), 1 / 3, atol=0.01)  # uniform on the simplex: each mean 1/3
+    for j in range(3):
+        assert kstest(w[:, j], beta(1, 2).cdf).pvalue > 0.01, j
+    small_a = w[:, 0] < np.median(w[:, 0])  # the split of the rest does not depend on a
+    for part in (small_a, ~small_a):
+        assert kstest(w[part, 1] / (1 - w[part, 0]), uniform.cdf).pvalue > 0.01
+    naive_a = u[:, 0]
+    assert kstest(naive_a, beta(1, 2).cdf).pvalue < 1e-6
     ordered = np.array([simplex_weights(*rng.random(2), prioritise="text") for _ in range(100)])
     assert (ordered[:, 0] >= ordered[:, 1]).all() and (ordered[:, 1] >= ordered[:, 2]).all()
+
+
+def test_repeats_and_baseline_in_a_space(tmp_path):
+    space = load_space(resolve("paper"))
+    assert space.repeats == 3 and space.baseline == "STL" and space.groups() == ["STL", "MTL-EQ", "MTL-TP"]
+    ablation = load_space(resolve("ablation"))
+    assert ablation.baseline == "both" and ablation.grid_size() == 3
+    settings, _ = ablation.materialize({"config": "image-only"})
+    assert settings["modalities"] == ["image"] and settings["tasks"] == ["text", "oc", "ml"]
+    space.fix({"learning_rate": 1e-3})
+    assert space.materialize({"config": "MTL-TP"})[0]["learning_rate"] == 1e-3
+    with pytest.raises(ValueError, match="alpha: the space varies it"):
+        space.fix({"alpha": 0.5})
+    with pytest.raises(SearchSpaceError, match="--set.lr: unknown setting"):
+        space.fix({"lr": 0.5})
+
+
+def test_trial_seed_depends_on_study_seed_configuration_and_repeat_only():
+    from study.request import config_id_of, trial_seed
+
+    config = {"loss_weights_u1": 0.25, "num_heads": 3}
+    seeds = {trial_seed(0, config, r) for r in range(3)}
+    assert len(seeds) == 3 and all(0 <= s < 2 ** 31 for s in seeds)
+    assert trial_seed(0, dict(reversed(list(config.items()))), 1) == trial_seed(0, config, 1)  # key order
+    assert trial_seed(1, config, 0) != trial_seed(0, config, 0)
+    assert trial_seed(0, {**config, "num_heads": 4}, 0) != trial_seed(0, config, 0)
+    assert config_id_of(config) == config_id_of(dict(reversed(list(config.items()))))
+    space = load_space(resolve("smoke"))
+    a = StudyContext(space, "", "/x", 7).request("trial-a", {**config, "loss_weights_u2": 0.5, "__trial_index__": 2})
+    b = StudyContext(space, "", "/x", 7).request("trial-b", {**config, "loss_weights_u2": 0.5, "__trial_index__": 2})
+    assert a.seed == b.seed and a.config_id == b.config_id and a.repeat == 2  # trial ids do not matter
+
+
+class _Recorder:
+    """An inner searcher that records what the wrapper tells it."""
+
+    def __new__(cls):
+        from ray.tune.search import Searcher
+
+        class Recorder(Searcher):
+            def __init__(self):
+                super().__init__(metric=["val_a", "val_b"], mode=["max", "max"])
+                self.told, self.count = [], 0
+
+            def suggest(self, trial_id):
+                self.count += 1
+                return {"x": self.count}
+
+            def on_trial_complete(self, trial_id, result=None, error=False):
+                self.told.append((trial_id, result, error))
+
+        return Recorder()
+
+
+def test_repeated_search_tells_each_objective_mean_and_survives_a_save(tmp_path):
+    from study.tune import RepeatedSearch
+
+    search = RepeatedSearch(_Recorder(), repeat=3)
+    configs = [search.suggest(f"t{i}") for i in range(6)]
+    assert [c["x"] for c in configs] == [1, 1, 1, 2, 2, 2]
+    assert [c["__trial_index__"] for c in configs] == [0, 1, 2, 0, 1, 2]
+    search.on_trial_complete("t0", {"val_a": 0.2, "val_b": 0.9})
+    search.on_trial_complete("t1", {"val_a": 0.4, "val_b": float("nan")})  # b missing for one seed
+    search.on_trial_complete("t3", None, error=True)
+    search.save(str(tmp_path / "searcher.pkl"))  # a resumed sweep continues half-finished groups
+    restored = RepeatedSearch(_Recorder(), repeat=3)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_complete("t2", {"val_a": 0.6, "val_b": 0.7})
+    restored.on_trial_complete("t4", None, error=True)
+    restored.on_trial_complete("t5", None, error=True)
+    (first, result, error), (second, none, failed) = restored.searcher.told
+    assert first == "t0" and not error and result == pytest.approx({"val_a": 0.4, "val_b": 0.8})
+    assert second == "t3" and none is None and failed  # every seed failed: the configuration failed
+
+
+def test_unfinished_counts_stopped_and_failed_trials_as_final():
+    from study.run import unfinished_trials
+
+    trials = pd.DataFrame({"status": ["TERMINATED", "STOPPED", "STOPPED", "ERROR"]})
+    assert unfinished_trials(trials, 4) == 0 and unfinished_trials(trials, 6) == 2
+
+
+def test_resume_uses_the_recorded_search_space(tmp_path):
+    from study.run import load_study_space
+    from study.storage import Location
+
+    space_file = tmp_path / "mine.yaml"
+    space_file.write_text("sampler: random\nnum_samples: 2\nparams: {num_heads: {type: categorical, choices: [2]}}\n")
+    location = Location(str(tmp_path), "x")
+    location.local_dir.mkdir()
+    recorded = space_file.read_text()
+    (location.local_dir / "study.json").write_text(json.dumps({"config": {}, "search_space": {"path": str(space_file), "text": recorded}}))
+    space_file.write_text("sampler: random\nnum_samples: 9\nparams: {num_heads: {type: categorical, choices: [3]}}\n")
+    args = parse_args(["--storage", str(tmp_path), "--name", "x", "--resume", "--search-space", str(space_file)])
+    space, text = load_study_space(args, location)
+    assert text == recorded and space.num_samples == 2 and space.params["num_heads"]["choices"] == [2]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -62,6 +170,10 @@ def test_simplex_parameterisation():
     ("sampler: grid\nconfigs: [{name: a, tasks: [vqa]}]", "configs[0].tasks: must be a non-empty list"),
     ("sampler: tpe\nconfigs: [{name: a}]", "configs: named configs need sampler: grid"),
     ("banana: 1", "banana: unknown key"),
+    ("repeats: 0\nparams: {num_heads: {type: categorical, choices: [1]}}", "repeats: expected a positive integer"),
+    ("baseline: STL\nparams: {num_heads: {type: categorical, choices: [1]}}", "baseline: a baseline names a group"),
+    ("sampler: grid\nbaseline: STL\nconfigs: [{name: MTL}]", "baseline: no config is named 'STL'"),
+    ("sampler: grid\nconfigs: [{name: a, modalities: [image, audio]}]", "configs[0].modalities: must be a non-empty"),
 ])
 def test_invalid_space_names_the_key(tmp_path, text, message):
     path = tmp_path / "space.yaml"
@@ -122,24 +234,35 @@ def sweep(tmp_path, *extra):
 
 
 @pytest.mark.slow
-def test_paper_grid_sweep_writes_contract_files(tmp_path):
-    exp = sweep(tmp_path, "--search-space", "paper", "--max-epochs", "1", "--name", "paper")
+def test_paper_grid_sweep_writes_contract_files_and_reproduces(tmp_path):
+    """The paper grid with two seeds per configuration, run twice with the same flags but another
+    concurrency: the contract files, one row per trained model, and identical validation metrics
+    per (configuration, repeat) in both runs."""
+    exp = sweep(tmp_path, "--search-space", "paper", "--max-epochs", "1", "--repeats", "2", "--name", "paper")
     tables = load(exp)
     trials, epochs, preds = tables["trials"], tables["epochs"], tables["predictions"]
-    assert sorted(trials["param_config"]) == sorted(["STL-text", "STL-oc", "STL-ml", "MTL-EQ", "MTL-TP"])
+    names = ["STL-text", "STL-oc", "STL-ml", "MTL-EQ", "MTL-TP"]
+    assert sorted(trials["param_config"]) == sorted(names * 2)
     assert trials["trial_id"].is_unique and (trials["status"] == "TERMINATED").all()
+    assert sorted(trials["repeat"]) == [0, 1] * 5 and trials.groupby("config_id")["repeat"].nunique().eq(2).all()
     assert set(CONTRACT_COLUMNS) <= set(trials.columns)
     assert {"param_alpha", "param_beta", "param_gamma"} <= set(trials.columns)
-    by = trials.set_index("param_config")
+    by = trials[trials["repeat"] == 0].set_index("param_config")
     assert by.loc["STL-oc", ["val_rouge_l", "val_ml_f1", "test_bleu4"]].isna().all()  # null, not zero
     assert by.loc["STL-oc", ["val_oc_accuracy", "test_oc_mae"]].notna().all()
     assert by.loc["MTL-TP", ["val_rouge_l", "val_oc_accuracy", "val_ml_f1"]].notna().all()
-    assert set(EPOCH_COLUMNS) <= set(epochs.columns) and len(epochs) == 5
+    assert set(EPOCH_COLUMNS) <= set(epochs.columns) and len(epochs) == 10
     stl_oc = epochs[epochs["trial_id"] == by.loc["STL-oc", "trial_id"]]
     assert stl_oc["val_loss_text"].isna().all() and stl_oc["weight_oc"].notna().all()
     assert set(preds["trial_id"]) == set(trials["trial_id"])
+    assert {"cider", "bleu_correct4", "bleu_testlen"} <= set(preds.columns)
+    configs = pd.read_parquet(exp / "configs.parquet").set_index("param_config")
+    assert len(configs) == 5 and (configs["repeats_finished"] == 2).all()
+    mtl_tp = trials[trials["param_config"] == "MTL-TP"]["val_rouge_l"]
+    assert configs.loc["MTL-TP", "val_rouge_l_mean"] == pytest.approx(mtl_tp.mean())
     study = json.loads((exp / "study.json").read_text())
     assert study["versions"]["ray"] and study["data"]["weights_used"] == "random"
+    assert study["seeds"] == {"study": 0, "data": 0} and study["search_space"]["repeats"] == 2
     assert "RANDOM" in study["data"]["warning"]
     run = study["runs"][-1]  # where this invocation's time went
     assert all(run[k] >= 0 for k in ("prepare_seconds", "ray_start_seconds", "sweep_seconds", "report_seconds"))
@@ -147,6 +270,14 @@ def test_paper_grid_sweep_writes_contract_files(tmp_path):
     assert (trials["started_at"] < trials["finished_at"]).all() and (trials["eval_seconds"] > 0).all()
     for trial_id in trials["trial_id"]:  # each trial's own log, even in a reused trial process
         assert "model.train: epoch 1:" in (exp / "trials" / trial_id / "trial.log").read_text()
+
+    again = load(sweep(tmp_path, "--search-space", "paper", "--max-epochs", "1", "--repeats", "2",
+                       "--name", "paper-again", "--max-concurrent", "1"))["trials"]
+    key = ["config_id", "repeat"]
+    first, second = trials.set_index(key).sort_index(), again.set_index(key).sort_index()
+    assert first.index.equals(second.index) and (first["seed"] == second["seed"]).all()
+    val = [c for c in trials if c.startswith("val_")]
+    pd.testing.assert_frame_equal(first[val], second[val])
 
 
 @pytest.mark.slow
