@@ -118,12 +118,12 @@ def render(experiment_dir: str | Path, objectives: dict | None = None) -> dict[s
                                                plots / "learning_curves.png")
     names = (dict(zip(A.config_key(trials), trials["param_config"].astype(str)))
              if "param_config" in trials and trials["param_config"].notna().any() else {})
-    settings = A.task_setting(A.finished(trials))
-    stl = dict.fromkeys(A.config_key(A.finished(trials))[settings.str.startswith("STL")])
-    if stl:
-        mtl_best = chosen_configs(done_configs[A.task_setting(done_configs.rename(
-            columns=lambda c: c.removesuffix("_mean"))) == "MTL"], objectives)
-        labels = {cid: names.get(cid, f"STL {cid}") for cid in stl}
+    done_trials = A.finished(trials)
+    setting_of = dict(zip(A.config_key(done_trials), A.task_setting(done_trials)))
+    stl = [cid for cid, setting in setting_of.items() if setting.startswith("STL")]
+    if stl:  # each single-task configuration beside the best multi-task one
+        mtl_best = chosen_configs(done_configs[done_configs["config_id"].map(setting_of) == "MTL"], objectives)
+        labels = {cid: names.get(cid, f"{setting_of[cid]} {cid}") for cid in stl}
         labels.update({cid: names.get(cid, f"MTL ({why})") for cid, why in list(mtl_best.items())[:1]})
         out["stl_vs_mtl_curves"] = P.learning_curves(curves, labels, plots / "stl_vs_mtl_curves.png")
     stl_mtl = A.stl_vs_mtl_overfitting(overfit)

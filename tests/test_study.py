@@ -313,9 +313,11 @@ def _finished(exp: Path) -> dict:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_runs_every_trial_exactly_once(tmp_path):
+    """Two configurations x two seeds, killed after the first finished trial, then resumed with
+    the printed command: every (configuration, seed) trained once, finished ones untouched."""
     args = [sys.executable, str(ROOT / "study" / "run.py"), "--storage", str(tmp_path),
             "--data-dir", str(tmp_path / "cohort"), *TINY, "--search-space", "smoke",
-            "--num-samples", "4", "--max-concurrent", "1", "--max-epochs", "2", "--name", "k"]
+            "--num-samples", "2", "--repeats", "2", "--max-concurrent", "1", "--max-epochs", "2", "--name", "k"]
     exp = tmp_path / "k"
     proc = subprocess.Popen(args, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -334,6 +336,8 @@ def test_sigkill_then_resume_runs_every_trial_exactly_once(tmp_path):
     trials = consolidate(exp)
     assert len(trials) == 4 and trials["trial_id"].is_unique
     assert (trials["status"] == "TERMINATED").all()
+    # two configurations, each with both seeds exactly once, even across the kill
+    assert sorted(trials.groupby("config_id")["repeat"].apply(sorted).tolist()) == [[0, 1], [0, 1]]
     for trial_id, text in before.items():  # finished trials untouched
         assert _finished(exp)[trial_id] == text
         assert (exp / "trials" / trial_id / "result.json").stat().st_mtime == mtimes[trial_id]
