@@ -1,8 +1,8 @@
 """What the benchmarks share: a workspace holding the synthetic cohort they all train on, the
 ``Finding`` rows of the summary table, timing and subprocess helpers, and the standalone CLI.
 
-Full size is the default study's data (800 synthetic studies at 224 px, EfficientNet-B0 features,
-7 x 7 x 1280); ``--quick`` shrinks everything so the test suite can check the output format.
+Full size is 800 synthetic studies at 224 px (EfficientNet-B0 features, 7 x 7 x 1280; the
+figures in the README were measured at this size, half the default study's cohort); ``--quick`` shrinks everything so the test suite can check the output format.
 The workspace (default ``benchmarks/.work/``, git-ignored) keeps the cohort and its feature cache
 between runs; the first run generates and encodes them (about 30 s at full size).
 """

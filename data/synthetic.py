@@ -253,7 +253,7 @@ def render_image(row, size: int, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
-def generate(out_dir: str | Path, *, n: int = 800, seed: int = 0, image_size: int = 224) -> Path:
+def generate(out_dir: str | Path, *, n: int = 1600, seed: int = 0, image_size: int = 224) -> Path:
     """Write a synthetic cohort directory: ``cohort.parquet`` and ``images/*.png``.
 
     A pool three times the requested size is drawn, then the paper's balanced subset and patient
@@ -284,7 +284,7 @@ def generate(out_dir: str | Path, *, n: int = 800, seed: int = 0, image_size: in
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="cohort directory to write")
-    parser.add_argument("--n", type=int, default=800, help="number of studies (default 800)")
+    parser.add_argument("--n", type=int, default=1600, help="number of studies (default 1600)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--image-size", type=int, default=224, help="image side in pixels (default 224)")
     args = parser.parse_args(argv)

@@ -150,6 +150,8 @@ def test_hierarchical_bootstrap_reduces_to_known_bootstraps():
     assert same.diff == 0 and same.p_value == 1.0
     far = compare_recipes({"x": a[None] + 1}, {"x": a[None]}, mean, n_boot=999)
     assert far.p_value == pytest.approx(2 / 1000) and far.ci_low == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same samples"):
+        compare_recipes({"x": a[None]}, {"x": a[None, :10]}, mean)
 
 
 def test_overfitting_onset_by_hand():

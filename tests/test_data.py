@@ -105,12 +105,12 @@ def _cv_auc(x, y) -> float:
 
 
 def test_no_non_imaging_group_gives_a_finding_away():
-    """The default cohort (800 of a 2,400 pool, balanced): a cross-validated logistic regression on
+    """The default cohort (1,600 of a 4,800 pool, balanced): a cross-validated logistic regression on
     any one non-imaging group stays below AUC 0.85 for every finding, while acuity needs both the
     vitals and the findings (together they predict it far better than either alone)."""
-    pool = sample_records(2400, np.random.default_rng(0))
+    pool = sample_records(4800, np.random.default_rng(0))
     pool["subject_id"], pool["sample_id"] = np.arange(len(pool)), np.arange(len(pool)).astype(str)
-    df = balanced_subset(pool, 800, seed=0)
+    df = balanced_subset(pool, 1600, seed=0)
     vitals, _ = clean_vitals(df)
     groups = {"vitals": vitals[["o2sat", "heartrate", "resprate", "sbp", "dbp", "temperature"]].to_numpy(float),
               "demographics": df[["gender", "ethnicity"]], "chief complaint": df[["chief_complaint"]],
