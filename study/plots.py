@@ -99,9 +99,10 @@ def learning_curves(curves: pd.DataFrame, labels: dict, path: Path) -> Path:
     palette = dict(zip(order, sns.color_palette("tab10", len(order))))
     for ax, task in zip(axes[0], tasks):
         part = chosen[chosen["task"] == task]
-        sns.lineplot(data=part, x="epoch", y="validation", hue="configuration", hue_order=order,
+        present = [o for o in order if o in set(part["configuration"])]  # a task only its configs have
+        sns.lineplot(data=part, x="epoch", y="validation", hue="configuration", hue_order=present,
                      palette=palette, errorbar="sd", ax=ax)
-        sns.lineplot(data=part, x="epoch", y="train", hue="configuration", hue_order=order, palette=palette,
+        sns.lineplot(data=part, x="epoch", y="train", hue="configuration", hue_order=present, palette=palette,
                      errorbar=None, ax=ax, linestyle="--", alpha=0.6, legend=False)
         ax.set(title=f"{task} loss (solid: validation, dashed: train)", xlabel="epoch",
                ylabel="cross-entropy (nats)")

@@ -302,7 +302,8 @@ def main(argv=None) -> Path:
     num_configs = args.num_samples or space.num_samples
     if space.grid_size() and num_configs != space.grid_size():
         if args.num_samples:
-            print(f"the grid has {space.grid_size()} configurations; running each once")
+            print(f"the grid has {space.grid_size()} configurations; --num-samples {args.num_samples} "
+                  f"is ignored (each runs {space.repeats} time(s))")
         num_configs = space.grid_size()
     setup_logging(experiment_dir, args.verbose)
     clock = time.perf_counter()

@@ -130,10 +130,6 @@ class SearchSpace:
                 raise ValueError(f"{key}: the space varies it (params or configs), so it cannot be fixed")
             self.fixed[key] = value
 
-    def groups(self) -> list[str]:
-        """Group names of a named grid, in file order (see the module docs)."""
-        return list(dict.fromkeys(group_of(c["name"], self.baseline) for c in self.configs))
-
     def grid_size(self) -> int | None:
         if self.sampler_name != "grid":
             return None
