@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .features import EncoderSpec, extract_features
-from .preprocess import PreprocessConfig, Preprocessor
+from .preprocess import PreprocessConfig, Preprocessor, rules_digest
 from .schema import SPLITS, read_cohort
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ def prepare(cohort_dir: str | Path, *, cache_dir: str | Path | None = None,
     cache = extract_features(cohort["image_path"], cohort["split"] == "train", encoder,
                              cache_dir / "features", on_bad_image=on_bad_image, progress=progress)
     key = hashlib.sha256(json.dumps({"features": cache.directory.name, "pre": asdict(preprocess),
+                                     "rules": rules_digest(),
                                      "cohort": pd.util.hash_pandas_object(cohort).sum().item()},
                                     sort_keys=True).encode()).hexdigest()[:20]
     directory = cache_dir / "prepared" / key

@@ -1,7 +1,9 @@
 """Image features from a pretrained CNN, extracted once per fingerprint and cached on disk.
 
-The fingerprint covers the image bytes, the encoder name, the input size and the weights, so a
-sweep (and every later run) reuses one extraction, and changing any of those re-extracts.
+The fingerprint covers the image bytes, the encoder name, the input size and the weights actually
+loaded, so a sweep (and every later run) reuses one extraction, changing any of those re-extracts,
+and features of a random-weight fallback are never taken for ImageNet features (an offline run
+asking for ImageNet builds the encoder to find out what it gets, then reuses the fallback's cache).
 
 Why standardise before storing: with random weights (the offline fallback) EfficientNet-B0's
 activations are around 1e-5; in float16 they collapse to a few thousand distinct values and carry
@@ -108,17 +110,33 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
     return np.repeat(arr[:, :, None], 3, axis=2)
 
 
-def fingerprint(image_paths, spec: EncoderSpec) -> str:
-    """Hash of the image contents and the encoder settings that determine the features."""
-    h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
-    if spec.weights not in (None, "imagenet") and Path(spec.weights).exists():
-        h.update(hashlib.sha256(Path(spec.weights).read_bytes()).digest())
+def images_digest(image_paths) -> str:
+    """Hash of the image names and contents."""
+    h = hashlib.sha256()
     for p in image_paths:
         h.update(Path(p).name.encode())
         try:
             h.update(hashlib.sha1(Path(p).read_bytes()).digest())
         except OSError:
             h.update(b"<missing>")  # a missing file is reported (or skipped) during extraction
+    return h.hexdigest()
+
+
+def requested_weights(spec: EncoderSpec) -> str:
+    """What ``spec`` asks for, named as :func:`build_encoder` names what it loaded."""
+    return "random" if spec.weights is None else "imagenet" if spec.weights == "imagenet" else \
+        f"file:{Path(spec.weights).name}"
+
+
+def fingerprint(images: str, spec: EncoderSpec, weights_loaded: str) -> str:
+    """Key of the features: the images (:func:`images_digest`), the encoder, its input size and
+    the weights actually *loaded* (``imagenet``, ``random`` with its seed, or a file's bytes), so
+    a random fallback is never stored under, or reused as, ImageNet features."""
+    settings = {"name": spec.name, "image_size": spec.image_size, "weights": weights_loaded,
+                "seed": spec.seed if weights_loaded == "random" else None}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + images.encode())
+    if weights_loaded.startswith("file:"):
+        h.update(hashlib.sha256(Path(spec.weights).read_bytes()).digest())
     return h.hexdigest()[:20]
 
 
@@ -151,13 +169,20 @@ def extract_features(image_paths, train_mask, spec: EncoderSpec, cache_root: str
         raise ValueError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
     image_paths = [str(p) for p in image_paths]
     train_mask = np.asarray(train_mask, dtype=bool)
-    directory = Path(cache_root) / fingerprint(image_paths, spec)
+    images = images_digest(image_paths)
+    directory = Path(cache_root) / fingerprint(images, spec, requested_weights(spec))
     if (directory / "meta.json").exists():
         log.info("feature cache hit: %s", directory)
         return FeatureCache(directory, json.loads((directory / "meta.json").read_text()))
-    directory.mkdir(parents=True, exist_ok=True)
 
     model, preprocess, weights_used, warning = build_encoder(spec)
+    if weights_used != requested_weights(spec):  # ImageNet unavailable: keyed by the fallback
+        directory = Path(cache_root) / fingerprint(images, spec, weights_used)
+        if (directory / "meta.json").exists():
+            log.info("feature cache hit (%s weights): %s", weights_used, directory)
+            return FeatureCache(directory, {**json.loads((directory / "meta.json").read_text()),
+                                            "warning": warning})
+    directory.mkdir(parents=True, exist_ok=True)
     log_entry = {"fingerprint": directory.name, "encoder": spec.name, "images": 0,
                  "started": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
     h, w, d = model.output_shape[1:]

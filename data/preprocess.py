@@ -10,7 +10,9 @@ the training median (scaled) and flagged in a separate 0/1 indicator, so the mod
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -64,6 +66,17 @@ class PreprocessConfig:
     report_length: int = 60         # tokens including <start> and <end>
     field_vocab: int = 500          # chief complaint and ICD title vocabularies, each
     field_length: int = 12
+
+
+def rules_digest() -> str:
+    """A version of the preprocessing rules: the hash of the code that holds them (vital bounds,
+    abbreviations, tokenisation, encodings). The prepared-dataset key includes it, so editing a
+    rule re-encodes the data instead of reusing stale encodings (re-encoding takes seconds)."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for module in ("preprocess.py", "text.py"):
+        h.update((here / module).read_bytes())
+    return h.hexdigest()[:16]
 
 
 @dataclass

@@ -125,18 +125,26 @@ class Trainer:
 
     # ---- compiled steps -----------------------------------------------------------------------
     def _make_train_step(self):
+        """One step with single-process semantics whatever the number of replicas K: each replica
+        computes its part of the global-batch loss; the gradients are summed over replicas
+        *before* clipping, so ``clip_norm`` bounds the global-batch gradient as in one process."""
         global_batch = float(self.batch_size)
         clip = self.cfg.clip_norm
+        replicas = self.strategy.num_replicas_in_sync
 
         def step(inputs, targets):
             with tf.GradientTape() as tape:
                 outputs = self.model(inputs, training=True)
                 losses = {t: tf.reduce_sum(v) / global_batch for t, v in task_losses(outputs, targets).items()}
-                total = self.weighting.combine(losses)
-            grads = tape.gradient(total, self.variables)
+                total = self.weighting.combine(losses, replica_share=1.0 / replicas)
+            # embeddings give sparse gradients; dense ones all-reduce and scale alike (they are small)
+            grads = [tf.convert_to_tensor(g) for g in tape.gradient(total, self.variables)]
+            grads = tf.distribute.get_replica_context().all_reduce("SUM", grads)  # global gradient
             if clip:
                 grads, _ = tf.clip_by_global_norm(grads, clip)
-            self.optimizer.apply_gradients(zip(grads, self.variables))
+            # the optimizer sums gradients over replicas once more: hand each replica 1/K of the
+            # (identical) global gradient so that sum is the clipped global gradient itself
+            self.optimizer.apply_gradients(zip([g / replicas for g in grads], self.variables))
             return losses
 
         return self._replicated(step)
@@ -232,7 +240,9 @@ class Trainer:
         tmp = root / f".tmp-{target.name}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        np.savez(tmp / "model.npz", *self.model.get_weights())
+        # model.variables, not get_weights(): it includes the dropout layers' seed-generator state,
+        # so a resumed run draws the same dropout masks as an uninterrupted one
+        np.savez(tmp / "model.npz", *[v.numpy() for v in self.model.variables])
         np.savez(tmp / "optimizer.npz", *[v.numpy() for v in self.optimizer.variables])
         if best_weights is not None:
             np.savez(tmp / "best.npz", *best_weights)
@@ -260,7 +270,8 @@ class Trainer:
         if path is None:
             return None
         state = json.loads((path / "state.json").read_text())
-        self.model.set_weights(_load_list(path / "model.npz"))
+        for var, value in zip(self.model.variables, _load_list(path / "model.npz")):
+            var.assign(value)
         for var, value in zip(self.optimizer.variables, _load_list(path / "optimizer.npz")):
             var.assign(value)
         self.weighting.set_state(state.pop("weighting"))

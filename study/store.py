@@ -51,7 +51,9 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
             row.update(result.get("metrics", {}), config_id=result.get("config_id"),
                        repeat=result.get("repeat"), seed=result.get("seed"),
                        setup_seconds=result.get("setup_seconds"), eval_seconds=result.get("eval_seconds"),
-                       started_at=result.get("started"), finished_at=result_path.stat().st_mtime)
+                       started_at=result.get("started"),
+                       # the trial's own clock: a copy (a pull from object storage) keeps it
+                       finished_at=result.get("finished", result_path.stat().st_mtime))
             params = result["params"]
             if (trial_dir / EPOCHS).exists():
                 epochs.append(pd.read_parquet(trial_dir / EPOCHS))
@@ -64,7 +66,7 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
                    "error": info.get("error"), "config_id": info.get("config_id"),
                    "repeat": info.get("repeat"), "seed": info.get("seed"), "epochs_run": len(history) or None,
                    "train_seconds": sum(h["seconds"] for h in history) if history else None,
-                   "finished_at": (error_path if error_path.exists() else stopped_path).stat().st_mtime}
+                   "finished_at": info.get("time", (error_path if error_path.exists() else stopped_path).stat().st_mtime)}
             params = info.get("params", {})
             if history:
                 epochs.append(pd.DataFrame(history).assign(trial_id=info["trial_id"]))

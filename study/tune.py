@@ -18,6 +18,7 @@ import math
 import os
 import pickle
 import socket
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -200,13 +201,14 @@ class ResultsCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if not self._finished_somewhere(trial, "result.json"):  # stopped by a scheduler
-            self._record(trial, "stopped.json", {**self._identity(trial), "error": "stopped by the scheduler"})
+            self._record(trial, "stopped.json", {**self._identity(trial), "error": "stopped by the scheduler",
+                                                 "time": time.time()})
         self._refresh()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if not self._finished_somewhere(trial, "error.json"):  # the process died before writing it
             message = str(trial.get_error() or "trial failed").strip().splitlines()
-            self._record(trial, "error.json", {**self._identity(trial),
+            self._record(trial, "error.json", {**self._identity(trial), "time": time.time(),
                                                "error": message[-1] if message else "trial failed"})
         self._refresh()
 

@@ -309,6 +309,47 @@ def test_feature_cache_hit_and_invalidation(tmp_path, tiny_cohort, monkeypatch):
     assert len(calls) == 2
 
 
+def test_random_fallback_is_never_cached_as_imagenet(tmp_path, tiny_cohort, monkeypatch):
+    """Offline, asking for ImageNet falls back to random weights: those features get the random
+    key (an explicit --weights none reuses them), and the ImageNet key stays empty, so an online
+    run later extracts real ImageNet features instead of reusing random ones."""
+    import keras
+
+    real = keras.applications.EfficientNetB0
+
+    def no_network(*args, weights=None, **kw):  # as offline: the ImageNet download fails
+        if weights == "imagenet":
+            raise OSError("URL fetch failure: no network")
+        return real(*args, weights=weights, **kw)
+
+    no_network.__module__ = real.__module__  # where build_encoder finds preprocess_input
+    monkeypatch.setattr(keras.applications, "EfficientNetB0", no_network)
+    df = read_cohort(tiny_cohort).head(6)
+    calls = _count_builds(monkeypatch)
+    offline = extract_features(df["image_path"], df["split"] == "train", EncoderSpec(image_size=32),
+                               tmp_path, progress=False)
+    assert offline.meta["weights_used"] == "random"
+    explicit = extract_features(df["image_path"], df["split"] == "train",
+                                EncoderSpec(weights=None, image_size=32), tmp_path, progress=False)
+    assert explicit.directory == offline.directory and len(extraction_log(tmp_path)) == 1
+    images = features_mod.images_digest(df["image_path"])
+    imagenet_key = features_mod.fingerprint(images, EncoderSpec(image_size=32), "imagenet")
+    assert imagenet_key != offline.directory.name and not (tmp_path / imagenet_key).exists()
+    again = extract_features(df["image_path"], df["split"] == "train", EncoderSpec(image_size=32),
+                             tmp_path, progress=False)  # offline again: builds, then reuses
+    assert again.directory == offline.directory and len(extraction_log(tmp_path)) == 1
+    assert "RANDOM" in again.meta["warning"] and len(calls) == 2
+
+
+def test_prepared_key_follows_the_preprocessing_rules(tiny_cohort, tiny_dataset, monkeypatch):
+    from data import dataset as dataset_mod
+
+    monkeypatch.setattr(dataset_mod, "rules_digest", lambda: "edited-rules")
+    edited = prepare(tiny_cohort, encoder=TINY_ENCODER, progress=False,
+                     preprocess=tiny_dataset.preprocessor.config)
+    assert edited.directory != tiny_dataset.directory  # re-encoded, not the stale encodings
+
+
 def test_corrupt_image_names_file_and_keeps_progress(tmp_path, tiny_cohort):
     df = read_cohort(tiny_cohort).head(10)
     paths = list(df["image_path"])

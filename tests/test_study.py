@@ -144,6 +144,21 @@ def test_unfinished_counts_stopped_and_failed_trials_as_final():
     assert unfinished_trials(trials, 4) == 0 and unfinished_trials(trials, 6) == 2
 
 
+def test_finish_times_come_from_the_records_not_the_files(tmp_path):
+    """A pull from object storage rewrites every record file; the order in which trials finished
+    (hypervolume history) must survive that, so it comes from the trial's own clock."""
+    for i, (name, payload) in enumerate([
+        ("result.json", {"trial_id": "a", "status": "TERMINATED", "error": None, "best_epoch": 1,
+                         "epochs_run": 1, "train_seconds": 1.0, "params": {}, "metrics": {}, "finished": 200.0}),
+        ("error.json", {"trial_id": "b", "error": "boom", "params": {}, "time": 100.0})]):
+        d = tmp_path / "trials" / payload["trial_id"]
+        d.mkdir(parents=True)
+        (d / name).write_text(json.dumps(payload))
+        os.utime(d / name, (5000.0 + i, 5000.0 + i))  # as written by the last pull
+    trials = consolidate(tmp_path).set_index("trial_id")
+    assert trials.loc["a", "finished_at"] == 200.0 and trials.loc["b", "finished_at"] == 100.0
+
+
 def test_resume_uses_the_recorded_search_space(tmp_path):
     from study.run import load_study_space
     from study.storage import Location

@@ -1,7 +1,11 @@
 """The contract every task-weighting strategy follows (as LibMTL's, with explicit inputs).
 
-* ``combine(losses)`` turns the step's task losses into the scalar to minimise (inside the
-  compiled step, so weights live in ``tf.Variable``s);
+* ``combine(losses, replica_share)`` turns one replica's task losses into the scalar it
+  minimises (inside the compiled step, so weights live in ``tf.Variable``s). The losses are that
+  replica's part of the global-batch mean, so summing over replicas gives the global loss; a
+  term that does not depend on the batch (a regulariser) must be multiplied by
+  ``replica_share`` (1 / number of replicas) for the sum over replicas to equal the
+  single-process loss;
 * ``end_epoch(train_losses)`` receives the epoch's mean training loss per task and may update the
   weights for the next epoch;
 * ``weights()`` reports the weights actually applied (logged each epoch, e.g. ``weight_text``);
@@ -26,7 +30,7 @@ class Weighting(tf.Module):
     def trainable_variables(self):
         return ()
 
-    def combine(self, losses: dict):
+    def combine(self, losses: dict, replica_share: float = 1.0):
         return tf.add_n([self.w[t] * losses[t] for t in self.tasks])
 
     def end_epoch(self, train_losses: dict) -> None:

@@ -24,8 +24,9 @@ class Uncertainty(Weighting):
     def trainable_variables(self):
         return tuple(self.log_var[t] for t in self.tasks)
 
-    def combine(self, losses: dict):
-        return tf.add_n([losses[t] / (2.0 * tf.exp(self.log_var[t])) + self.log_var[t] / 2.0
+    def combine(self, losses: dict, replica_share: float = 1.0):
+        # the regulariser s_t / 2 belongs to the global loss once: each replica adds its share
+        return tf.add_n([losses[t] / (2.0 * tf.exp(self.log_var[t])) + replica_share * self.log_var[t] / 2.0
                          for t in self.tasks])
 
     def _sync(self):
