@@ -327,7 +327,7 @@ def main(argv=None) -> Path:
         rel = f"dataset/{dataset.meta['fingerprint']}"
         if not location.remote.exists(f"{rel}/meta.json"):
             bundle = bundle_dataset(dataset.directory, experiment_dir / rel)
-            location.remote.upload(bundle, rel)
+            location.remote.upload(bundle, rel, last="meta.json")  # meta.json marks it complete
         dataset_location = f"{location.experiment_uri}/{rel}"
     context = study_tune.StudyContext(space, dataset_location, str(experiment_dir), args.seed,
                                       args.workers_per_trial, args.cpus_per_worker,

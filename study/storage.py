@@ -47,20 +47,23 @@ class Remote:
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
 
-    def upload(self, local: Path, rel: str) -> None:
-        """Copy a local file or directory to ``rel`` (files overwrite, directories merge)."""
-        target = self.path(rel)
-        if local.is_dir():
-            self.fs.create_dir(target, recursive=True)
-            pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(),
+    def upload(self, local: Path, rel: str, *, last: str | None = None) -> None:
+        """Copy a local file or directory to ``rel`` (files overwrite, directories merge), one
+        file at a time; the file named ``last`` goes after all others, so a reader that waits
+        for it (a completion marker) never sees a half-uploaded directory."""
+        if not local.is_dir():
+            self.fs.create_dir(self.path(rel).rsplit("/", 1)[0], recursive=True)
+            pafs.copy_files(str(local), self.path(rel), source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=self.fs)
-        else:
-            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-            pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=self.fs)
+            return
+        files = sorted((p for p in local.rglob("*") if p.is_file()), key=lambda p: (p.name == last, str(p)))
+        for path in files:
+            self.upload(path, f"{rel}/{path.relative_to(local).as_posix()}")
 
     def download(self, rel: str, local: Path, *, skip_suffixes: tuple = ()) -> list[Path]:
-        """Copy ``rel`` (file or directory tree) into ``local``; returns the files written."""
+        """Copy ``rel`` (file or directory tree) into ``local``; returns the files written. A file
+        whose local copy has the remote's size and modification time is not fetched again, so
+        repeated pulls of an experiment's records cost only what changed."""
         info = self.fs.get_file_info(self.path(rel))
         if info.type == pafs.FileType.NotFound:
             return []
@@ -75,10 +78,16 @@ class Remote:
             if item.path.endswith(skip_suffixes):
                 continue
             dest = local / item.path[len(base):].lstrip("/") if item.path != base else local
+            mtime = item.mtime.timestamp() if item.mtime else None
+            if dest.exists() and mtime is not None and dest.stat().st_size == item.size \
+                    and dest.stat().st_mtime == mtime:
+                continue  # unchanged since the last pull
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(f".{dest.name}.part")
             with self.fs.open_input_stream(item.path) as src, open(tmp, "wb") as out:
                 shutil.copyfileobj(src, out)
+            if mtime is not None:
+                os.utime(tmp, (mtime, mtime))  # the remote's time: the next pull can compare
             tmp.replace(dest)
             written.append(dest)
         return written
@@ -149,11 +158,14 @@ class Location:
         return json.loads((self.local_dir / "study.json").read_text())
 
 
+BUNDLE_FILES = ("encoded.npz", "cohort.parquet", "preprocessor.json", "features.npy", "meta.json")
+
+
 def bundle_dataset(prepared_dir: Path, out_dir: Path) -> Path:
     """A self-contained copy of a prepared dataset (its features file moved inside)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = json.loads((prepared_dir / "meta.json").read_text())
-    for name in ("encoded.npz", "cohort.parquet", "preprocessor.json"):
+    for name in BUNDLE_FILES[:3]:
         shutil.copy2(prepared_dir / name, out_dir / name)
     shutil.copy2((prepared_dir / meta["feature_file"]).resolve(), out_dir / "features.npy")
     (out_dir / "meta.json").write_text(json.dumps({**meta, "feature_file": "features.npy"}, indent=2))
@@ -175,5 +187,9 @@ def local_dataset(dataset_location: str) -> str:
             tmp = target.with_name(f".{key}.download")
             shutil.rmtree(tmp, ignore_errors=True)
             Remote(dataset_location).download("", tmp)
+            missing = [name for name in BUNDLE_FILES if not (tmp / name).exists()]
+            if missing:
+                raise FileNotFoundError(f"{dataset_location}: incomplete dataset bundle, missing {missing}; "
+                                        f"delete it there and rerun the study to upload it again")
             tmp.rename(target)
     return str(target)

@@ -78,6 +78,39 @@ def test_dataset_bundle_is_self_contained(tiny_dataset, tmp_path, monkeypatch):
     assert (copy.split("train")["image_features"] == tiny_dataset.split("train")["image_features"]).all()
 
 
+def test_pulls_fetch_only_what_changed(tmp_path):
+    remote = Remote(f"file://{tmp_path}/bucket/exp")
+    src = tmp_path / "src"
+    for name in ("a", "b"):
+        (src / name).mkdir(parents=True)
+        (src / name / "result.json").write_text(name)
+    remote.upload(src, "trials")
+    first = remote.download("trials", tmp_path / "local")
+    assert sorted(p.parent.name for p in first) == ["a", "b"]
+    assert remote.download("trials", tmp_path / "local") == []  # nothing changed: nothing fetched
+    (src / "b" / "result.json").write_text("b, finished again")
+    remote.upload(src / "b" / "result.json", "trials/b/result.json")
+    again = remote.download("trials", tmp_path / "local")
+    assert again == [tmp_path / "local" / "b" / "result.json"] and again[0].read_text() == "b, finished again"
+
+
+def test_bundle_marker_goes_last_and_an_incomplete_bundle_is_refused(tiny_dataset, tmp_path, monkeypatch):
+    import pyarrow.fs as pafs
+
+    from study import storage
+
+    bundle = bundle_dataset(tiny_dataset.directory, tmp_path / "bundle")
+    order, real = [], pafs.copy_files
+    monkeypatch.setattr(pafs, "copy_files", lambda src, dst, **kw: (order.append(Path(dst).name), real(src, dst, **kw)))
+    Remote(f"file://{tmp_path}/remote").upload(bundle, "dataset/fp", last="meta.json")
+    assert order[-1] == "meta.json" and sorted(order) == sorted(storage.BUNDLE_FILES)
+    (tmp_path / "remote" / "dataset" / "fp" / "features.npy").unlink()  # as if cut off mid-upload
+    monkeypatch.setattr(storage, "DEFAULT_LOCAL_ROOT", tmp_path / "node-cache")
+    with pytest.raises(FileNotFoundError, match=r"incomplete dataset bundle, missing \['features.npy'\]"):
+        local_dataset(f"file://{tmp_path}/remote/dataset/fp")
+    assert not (tmp_path / "node-cache" / "datasets" / "fp").exists()  # nothing half-cached
+
+
 @pytest.mark.slow
 def test_sweep_with_results_on_a_uri(tmp_path, monkeypatch):
     from study import storage
