@@ -137,14 +137,15 @@ class Trainer:
                 outputs = self.model(inputs, training=True)
                 losses = {t: tf.reduce_sum(v) / global_batch for t, v in task_losses(outputs, targets).items()}
                 total = self.weighting.combine(losses, replica_share=1.0 / replicas)
-            # embeddings give sparse gradients; dense ones all-reduce and scale alike (they are small)
-            grads = [tf.convert_to_tensor(g) for g in tape.gradient(total, self.variables)]
-            grads = tf.distribute.get_replica_context().all_reduce("SUM", grads)  # global gradient
+            context = tf.distribute.get_replica_context()
+            grads = context.all_reduce("SUM", tape.gradient(total, self.variables))  # global gradient
             if clip:
                 grads, _ = tf.clip_by_global_norm(grads, clip)
-            # the optimizer sums gradients over replicas once more: hand each replica 1/K of the
-            # (identical) global gradient so that sum is the clipped global gradient itself
-            self.optimizer.apply_gradients(zip([g / replicas for g in grads], self.variables))
+            # The optimizer sums gradients over replicas once more, so the first replica hands it
+            # the global gradient and the others zeros. (Not 1/K each: Adam squares an embedding's
+            # sparse gradient per entry, so K halves would not add up to the whole.)
+            first = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.float32)
+            self.optimizer.apply_gradients(zip([_scale(g, first) for g in grads], self.variables))
             return losses
 
         return self._replicated(step)
@@ -282,6 +283,14 @@ class Trainer:
     def _load_best(self):
         path = self.latest_checkpoint()
         return _load_list(path / "best.npz") if path and (path / "best.npz").exists() else None
+
+
+def _scale(gradient, factor):
+    """``factor * gradient``, keeping an embedding's sparse gradient sparse (its entries, one per
+    token occurrence, stay as they are: the optimizer treats them exactly as without replicas)."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
 
 
 def _load_list(path: Path) -> list:
