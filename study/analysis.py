@@ -17,7 +17,7 @@ import pandas as pd
 
 from model.config import TASKS
 
-from .metrics import corpus_bleu
+from .metrics import BLEU_STATS, corpus_bleu
 from .significance import compare_recipes, holm, mean_interval
 
 
@@ -417,8 +417,7 @@ def _bleu(k):
 
 # metric: (task, better, per-sample columns, statistic of summed columns and resample size)
 RECIPE_METRICS = {
-    **{f"bleu{k}": ("text", "max", [f"bleu_testlen", "bleu_reflen", *(f"bleu_guess{j}" for j in range(1, 5)),
-                                    *(f"bleu_correct{j}" for j in range(1, 5))], _bleu(k)) for k in range(1, 5)},
+    **{f"bleu{k}": ("text", "max", list(BLEU_STATS), _bleu(k)) for k in range(1, 5)},
     "rouge_l": ("text", "max", ["rouge_l"], _mean_of("rouge_l")),
     "bertscore_f1": ("text", "max", ["bertscore_f1"], _mean_of("bertscore_f1")),
     "cider": ("text", "max", ["cider"], _mean_of("cider")),
