@@ -111,7 +111,8 @@ def mean_objectives(objectives: dict[str, str]) -> dict[str, str]:
 
 def _seed_values(trials: pd.DataFrame, objectives: dict[str, str]) -> dict[str, np.ndarray]:
     """Per configuration, the (seeds, objectives) values of its finished trials with all objectives."""
-    done = finished(trials).assign(config_id=config_key(finished(trials)))
+    done = finished(trials)
+    done = done.assign(config_id=config_key(done))
     out = {}
     for config_id, group in done.groupby("config_id", sort=False):
         values = group[list(objectives)].to_numpy(float)

@@ -116,13 +116,13 @@ def consolidate(experiment_dir: str | Path) -> pd.DataFrame:
 
     experiment_dir = Path(experiment_dir)
     trials, epochs, predictions = collect(experiment_dir)
-    configs = config_table(trials)
-    if (experiment_dir / "study.json").exists() and len(trials):
-        objectives = study_objectives(experiment_dir)
-        if all(m in trials for m in objectives):
-            configs = configs_with_front(trials, objectives)
-            on_front = configs.loc[configs["pareto"], "config_id"] if "pareto" in configs else []
-            trials["pareto"] = config_key(trials).isin(on_front)
+    objectives = study_objectives(experiment_dir) if (experiment_dir / "study.json").exists() else {}
+    if len(trials) and objectives and all(m in trials for m in objectives):
+        configs = configs_with_front(trials, objectives)
+        on_front = configs.loc[configs["pareto"], "config_id"] if "pareto" in configs else []
+        trials["pareto"] = config_key(trials).isin(on_front)
+    else:
+        configs = config_table(trials)
     write_parquet_atomic(experiment_dir / CONFIGS, configs)
     write_parquet_atomic(experiment_dir / TRIALS, trials)
     write_parquet_atomic(experiment_dir / EPOCHS, epochs)
