@@ -270,11 +270,17 @@ class Trainer:
         path = self.latest_checkpoint()
         if path is None:
             return None
+        missing = [n for n in ("state.json", "model.npz", "optimizer.npz") if not (path / n).exists()]
+        if missing:
+            raise FileNotFoundError(f"checkpoint {path} lacks {missing}: it was not written completely")
         state = json.loads((path / "state.json").read_text())
-        for var, value in zip(self.model.variables, _load_list(path / "model.npz")):
-            var.assign(value)
-        for var, value in zip(self.optimizer.variables, _load_list(path / "optimizer.npz")):
-            var.assign(value)
+        for name, variables in (("model.npz", self.model.variables), ("optimizer.npz", self.optimizer.variables)):
+            values = _load_list(path / name)
+            if len(values) != len(variables):  # zip would silently leave the rest untouched
+                raise ValueError(f"checkpoint {path / name} holds {len(values)} variables, this run has "
+                                 f"{len(variables)}: it was written by another model or version")
+            for var, value in zip(variables, values):
+                var.assign(value)
         self.weighting.set_state(state.pop("weighting"))
         state.pop("train_config"), state.pop("model_config")
         log.info("resumed from %s (epoch %d)", path, state["epoch"])

@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="experiment name (default: <space>-<date>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the experiment STORAGE/NAME")
     p.add_argument("--address", default=None, help="Ray cluster to join ('auto' on a cluster); default: start Ray here")
+    p.add_argument("--cluster-config", default=None,
+                   help="the cluster's autoscaler YAML, to size concurrency by what the cluster can grow "
+                        "to (default with --address: ~/ray_bootstrap_config.yaml, which `ray up` leaves on the head)")
+    p.add_argument("--shared-storage", action="store_true",
+                   help="the local --storage path is mounted at the same place on every node (NFS, EFS)")
     p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers per trial (data parallel)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each worker reserves")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each worker reserves")
@@ -182,19 +187,20 @@ def write_study_json(experiment_dir: Path, args, space, space_text: str, dataset
         "versions": package_versions(),
         "data": {"source": args.data, "prepared_dir": str(dataset.directory), **dataset.meta},
         "resources": {"trial": plan.trial_resources, "worker": plan.worker_resources,
-                      "max_concurrent": plan.max_concurrent},
+                      "max_concurrent": plan.max_concurrent, "sized_by": plan.sized_by},
         "runs": previous.get("runs", []),  # where each invocation's time went (see record_run)
     }
     write_json_atomic(path, record, indent=2)
 
 
-def record_run(experiment_dir: Path, timings: dict) -> None:
-    """Append this invocation's phase times (seconds) to study.json."""
+def record_run(experiment_dir: Path, timings: dict, **facts) -> None:
+    """Append this invocation's phase times (seconds) and other facts (the nodes that joined and
+    ended while it ran) to study.json."""
     from study.store import write_json_atomic
 
     path = experiment_dir / "study.json"
     record = json.loads(path.read_text())
-    record["runs"] = record.get("runs", []) + [{k: round(v, 3) for k, v in timings.items()}]
+    record["runs"] = record.get("runs", []) + [{**{k: round(v, 3) for k, v in timings.items()}, **facts}]
     write_json_atomic(path, record, indent=2)
 
 
@@ -239,6 +245,16 @@ def unfinished_trials(trials, expected: int) -> int:
     """Trials the sweep owes: expected minus those with a final record. A trial stopped early by
     the scheduler (``STOPPED``) or failed for good (``ERROR``) is final, not interrupted."""
     return max(0, expected - len(trials))
+
+
+def check_storage_reach(args, location, elsewhere: str | None) -> None:
+    """Refuse a local --storage when trials may run on other machines (``elsewhere`` says why):
+    they would write their records where the driver never looks."""
+    if elsewhere and not location.remote and not args.shared_storage:
+        raise SystemExit(
+            f"--storage {args.storage}: a path on this machine, but trials may run on others ({elsewhere}), "
+            f"which cannot see it. Pass --storage s3://BUCKET/PREFIX (or gs://, any pyarrow URI), or "
+            f"--shared-storage if {args.storage} is mounted at the same path on every node (NFS, EFS)")
 
 
 def resume_command(args) -> str:
@@ -305,6 +321,13 @@ def main(argv=None) -> Path:
             print(f"the grid has {space.grid_size()} configurations; --num-samples {args.num_samples} "
                   f"is ignored (each runs {space.repeats} time(s))")
         num_configs = space.grid_size()
+    from study import cluster
+
+    try:
+        shape = cluster.find_shape(args.cluster_config, on_head=bool(args.address))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    check_storage_reach(args, location, cluster.off_this_machine(shape, here=None))
     setup_logging(experiment_dir, args.verbose)
     clock = time.perf_counter()
     timings = {}
@@ -333,7 +356,13 @@ def main(argv=None) -> Path:
                                       args.workers_per_trial, args.cpus_per_worker,
                                       args.gpus_per_worker, args.max_failures, args.force_ray_train,
                                       location.experiment_uri if location.remote else None)
-    plan = study_tune.plan_resources(context, study_tune.cluster_resources(), args.max_concurrent)
+    shape = shape or (cluster.reported_shape() if args.address else None)
+    try:
+        check_storage_reach(args, location, cluster.off_this_machine(shape, ray.util.get_node_ip_address()))
+        plan = study_tune.plan_resources(context, study_tune.cluster_resources(), args.max_concurrent, shape)
+    except (SystemExit, ValueError) as exc:
+        ray.shutdown()
+        raise SystemExit(str(exc)) from None
     if args.resume:
         location.read_study()  # keep created/resumed history from the shared copy
     write_study_json(experiment_dir, args, space, space_text, dataset, plan)
@@ -345,6 +374,7 @@ def main(argv=None) -> Path:
     start = time.perf_counter()
     stopped_by_user = False
     trials = None
+    watch = cluster.NodeWatch(shape)
     try:
         if args.resume and study_tune.tune.Tuner.can_restore(location.experiment_uri):
             tuner = study_tune.restore_tuner(context, plan, location.experiment_uri)
@@ -352,7 +382,8 @@ def main(argv=None) -> Path:
             tuner = study_tune.build_tuner(context, plan, num_configs=num_configs, repeats=space.repeats,
                                            name=args.name, storage=location.tune_storage, asha=args.asha,
                                            verbose=2 if args.verbose else 1)
-        tuner.fit()
+        with watch:
+            tuner.fit()
     except KeyboardInterrupt:
         stopped_by_user = True
     finally:
@@ -360,7 +391,8 @@ def main(argv=None) -> Path:
         trials = summarize(location, space, args)
         ray.shutdown()
         timings["report_seconds"] = time.perf_counter() - start - timings["sweep_seconds"]
-        record_run(experiment_dir, {"started": time.time() - (time.perf_counter() - clock), **timings})
+        record_run(experiment_dir, {"started": time.time() - (time.perf_counter() - clock), **timings},
+                   **watch.record())
         location.push("study.json")
     print(f"wall time: {time.perf_counter() - start:.0f} s")
     owed = unfinished_trials(trials, expected) if trials is not None else expected

@@ -29,6 +29,7 @@ from ray import tune
 from ray.tune.search import Repeater
 from ray.tune.search.repeater import TRIAL_INDEX
 
+from .cluster import ClusterShape
 from .space import SearchSpace
 from .storage import RECORD_TABLES, Remote, pull_records, push_files
 from .store import consolidate, write_json_atomic
@@ -74,36 +75,48 @@ class ResourcePlan:
     trial_resources: dict     # what the Tune function itself reserves
     worker_resources: dict    # per Ray Train worker (empty when training in the function)
     max_concurrent: int
+    sized_by: str = ""        # what the concurrency was sized by, in words
 
 
-def plan_resources(ctx: StudyContext, cluster: dict, requested_concurrency: int | None) -> ResourcePlan:
+def plan_resources(ctx: StudyContext, available: dict, requested_concurrency: int | None,
+                   shape: ClusterShape | None = None) -> ResourcePlan:
     """Size each trial and the concurrency so every admitted trial can place all its workers.
 
+    With an autoscaler (``shape``: its node types), the concurrency is what the cluster can hold
+    once fully grown: trials beyond what is up now pend, and their resource requests are what make
+    the autoscaler add nodes. Without one, it is what ``available`` (the nodes up now) holds.
     (Two 1-worker Train trials on 2 CPUs, each trial holding a whole CPU while its worker waits
     for one, hang for good: the Tune function of a Train trial therefore reserves only 0.01 CPU.)
     """
-    cpus, gpus = cluster.get("CPU", 1.0), cluster.get("GPU", 0.0)
-    per_worker = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if ctx.gpus_per_worker else {})}
-    if ctx.uses_ray_train:
-        trial = {"cpu": DRIVER_CPU_SHARE}
-        need_cpu = ctx.workers_per_trial * ctx.cpus_per_worker
-        need_gpu = ctx.workers_per_trial * ctx.gpus_per_worker
-        fit = int(cpus // (need_cpu + DRIVER_CPU_SHARE))
+    worker = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if ctx.gpus_per_worker else {})}
+    workers = ctx.workers_per_trial if ctx.uses_ray_train else 1
+    trial = {"cpu": DRIVER_CPU_SHARE} if ctx.uses_ray_train else {k.lower(): v for k, v in worker.items()}
+    asked = f"{workers} worker(s) x {_describe(worker)}"
+    if shape is not None:
+        if not any(t.holds(worker) for t in shape.types):
+            raise ValueError(f"no node type can hold one worker ({_describe(worker)}); node types in "
+                             f"{shape.source}: {shape.describe()}. Lower --cpus-per-worker or "
+                             f"--gpus-per-worker, or add a node type that offers them")
+        fit = shape.slots(worker) // workers
+        where = f"the cluster fully grown ({shape.describe()})"
     else:
-        trial = {"cpu": ctx.cpus_per_worker, **({"gpu": ctx.gpus_per_worker} if ctx.gpus_per_worker else {})}
-        need_gpu = ctx.gpus_per_worker
-        fit = int(cpus // ctx.cpus_per_worker)
-    if need_gpu:
-        fit = min(fit, int(gpus // need_gpu))
+        per_trial = {k: v * workers for k, v in worker.items()}
+        if ctx.uses_ray_train:
+            per_trial["CPU"] += DRIVER_CPU_SHARE
+        fit = min(int(available.get(k, 0.0) // v) for k, v in per_trial.items())
+        where = f"the cluster ({_describe({k: available.get(k, 0.0) for k in ('CPU', 'GPU')})})"
     if fit < 1:
-        raise ValueError(f"one trial needs {ctx.workers_per_trial} worker(s) x {per_worker}, but the "
-                         f"cluster has {cpus:g} CPU and {gpus:g} GPU: lower --workers-per-trial or "
-                         f"--gpus-per-worker, or add nodes")
+        raise ValueError(f"one trial needs {asked}, more than {where} holds: lower --workers-per-trial, "
+                         f"--cpus-per-worker or --gpus-per-worker, or add nodes")
     if requested_concurrency and requested_concurrency > fit:
-        log.warning("--max-concurrent %d lowered to %d: more trials could not place their workers",
-                    requested_concurrency, fit)
+        log.warning("--max-concurrent %d lowered to %d: more trials could not place their workers "
+                    "on %s", requested_concurrency, fit, where)
     concurrency = min(requested_concurrency or fit, fit)
-    return ResourcePlan(trial, per_worker if ctx.uses_ray_train else {}, concurrency)
+    return ResourcePlan(trial, worker if ctx.uses_ray_train else {}, concurrency, where)
+
+
+def _describe(resources: dict) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in resources.items())
 
 
 def _configure_threads(n: float) -> None:
@@ -130,8 +143,14 @@ def train_worker(config: dict) -> None:
     rank = ray.train.get_context().get_world_rank()
     placement = Path(request.trial_dir) / "workers"  # where each worker ran (for users and tests)
     placement.mkdir(parents=True, exist_ok=True)
+    gpus = {"ray": [str(g) for g in ray.get_gpu_ids()],
+            "tensorflow": [d.name for d in tf.config.list_physical_devices("GPU")]}
     (placement / f"rank-{rank}.json").write_text(json.dumps(
-        {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}))
+        {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+         "gpus": gpus}))
+    if gpus["ray"] and not gpus["tensorflow"]:
+        log.warning("Ray gave worker %d GPU %s, but TensorFlow sees no GPU: it trains on the CPU "
+                    "(install tensorflow[and-cuda] on GPU nodes; README, Cluster)", rank, ",".join(gpus["ray"]))
     run_trial(request, strategy=strategy, is_chief=rank == 0, report=ray.train.report)
 
 

@@ -1,8 +1,12 @@
 """Cluster: cluster.yaml validity and security, remote results storage through pyarrow, and
-multi-node behaviour on a simulated cluster (ray.cluster_utils.Cluster, CPU only)."""
+multi-node behaviour on a local autoscaling twin of cluster.yaml (study.cluster)."""
 import json
+import os
 import re
-import threading
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +50,84 @@ def test_cluster_yaml_is_secure():
     for pattern in (r"AKIA[0-9A-Z]{16}", r"aws_secret_access_key", r"arn:aws:iam::\d{12}",
                     r"(?<!\d)\d{12}(?!\d)", r"BEGIN (RSA|OPENSSH) PRIVATE KEY"):
         assert not re.search(pattern, text, flags=re.I), f"secret-like text matches {pattern}"
+
+
+def test_concurrency_comes_from_what_the_cluster_can_grow_to():
+    """cluster.yaml starts with a 0-GPU head; its 8 gpu_worker nodes (1 GPU each) hold 4 trials of
+    2 one-GPU workers. Sized from the GPUs up now (0), the study used to refuse to start."""
+    from search_spaces import resolve
+    from study.cluster import ClusterShape
+    from study.space import load_space
+    from study.tune import StudyContext, plan_resources
+
+    shape = ClusterShape.from_config(load_cluster_yaml(), source="cluster.yaml")
+    ctx = StudyContext(load_space(resolve("smoke")), "", "", 0, workers_per_trial=2, gpus_per_worker=1)
+    plan = plan_resources(ctx, {"CPU": 4.0}, None, shape)
+    assert plan.max_concurrent == 4 and plan.trial_resources == {"cpu": 0.01}
+    assert plan.worker_resources == {"CPU": 1.0, "GPU": 1.0}
+    assert plan_resources(ctx, {"CPU": 4.0}, 10, shape).max_concurrent == 4
+    assert plan_resources(ctx, {"CPU": 4.0}, 3, shape).max_concurrent == 3
+    with pytest.raises(ValueError, match=r"one trial needs 2 worker.*more than the cluster \(4 CPU, 0 GPU\)"):
+        plan_resources(ctx, {"CPU": 4.0}, None)  # no autoscaler: what is up now, as before
+    too_big = StudyContext(ctx.space, "", "", 0, workers_per_trial=2, gpus_per_worker=2)
+    with pytest.raises(ValueError, match=r"no node type can hold one worker \(1 CPU, 2 GPU\).*"
+                                         r"head \(CPU 4, GPU 0; up to 1\); gpu_worker \(CPU 4, GPU 1; up to 8\)"):
+        plan_resources(too_big, {"CPU": 4.0}, None, shape)
+
+
+def test_the_worker_cap_counts_the_biggest_nodes_first():
+    """Two GPU types under a cap of 3 worker nodes: 2 nodes of 8 GPUs (16 one-GPU workers) and then
+    1 node of 1 GPU = 17 workers; the 4-CPU head holds none (no GPU)."""
+    from study.cluster import ClusterShape
+
+    shape = ClusterShape.from_config({
+        "max_workers": 3, "head_node_type": "head",
+        "available_node_types": {"head": {"resources": {"CPU": 4}},
+                                 "small": {"resources": {"CPU": 4, "GPU": 1}, "max_workers": 8},
+                                 "big": {"resources": {"CPU": 96, "GPU": 8}, "max_workers": 2}}})
+    assert shape.slots({"CPU": 1, "GPU": 1}) == 17
+    assert shape.slots({"CPU": 4}) == 1 + 2 * 24 + 1  # CPU-only workers: head, 2 big, 1 small (cap 3)
+    with pytest.raises(ValueError, match="node type 'x' declares no resources"):
+        ClusterShape.from_config({"available_node_types": {"x": {"resources": {}}}})
+
+
+def test_the_local_twin_has_cluster_yamls_node_types_and_settings():
+    from ray.autoscaler._private.util import validate_config
+
+    from study.cluster import FAKE_HEAD_TYPE, local_twin
+
+    config = load_cluster_yaml()
+    twin = local_twin(config, "127.0.0.1:1234")
+    validate_config(twin)  # (prepare_config would read a defaults file the wheel lacks)
+    assert twin["provider"]["type"] == "fake_multinode"
+    for key in ("max_workers", "upscaling_speed", "idle_timeout_minutes"):
+        assert twin[key] == config[key]
+    renamed = {FAKE_HEAD_TYPE if n == config["head_node_type"] else n: spec
+               for n, spec in config["available_node_types"].items()}
+    assert set(twin["available_node_types"]) == set(renamed)
+    for name, spec in renamed.items():
+        got = twin["available_node_types"][name]
+        assert got["resources"] == spec["resources"]
+        assert (got["min_workers"], got["max_workers"]) == (spec.get("min_workers", 0), spec.get("max_workers", 0))
+
+
+def test_local_storage_is_refused_where_other_machines_run_trials(tmp_path):
+    """cluster.yaml's autoscaler adds AWS nodes: a local --storage would hold nothing they write.
+    Refused before anything is written; a URI, or --shared-storage, is accepted."""
+    from study.cluster import ClusterShape, off_this_machine
+    from study.run import check_storage_reach, main, parse_args
+
+    with pytest.raises(SystemExit, match=r"--storage .*a path on this machine.*gpu_worker.*s3://BUCKET.*--shared-storage"):
+        main(["--cluster-config", str(ROOT / "cluster.yaml"), "--storage", str(tmp_path), "--name", "x", *TINY])
+    assert not list(tmp_path.iterdir())
+    reason = off_this_machine(ClusterShape.from_config(load_cluster_yaml()), here=None)
+    for flags in (["--storage", f"file://{tmp_path}/bucket"], ["--storage", str(tmp_path), "--shared-storage"]):
+        args = parse_args(flags)
+        check_storage_reach(args, Location(args.storage, "x"), reason)
+    twin = ClusterShape.from_config({"provider": {"type": "fake_multinode"}, "head_node_type": "h",
+                                     "available_node_types": {"h": {"resources": {"CPU": 1}},
+                                                              "w": {"resources": {"GPU": 1}, "max_workers": 2}}})
+    assert off_this_machine(twin, here=None) is None  # the fake provider's nodes run here
 
 
 def test_remote_round_trip_through_pyarrow(tmp_path):
@@ -135,55 +217,66 @@ def _node_of(trial_dir: Path) -> set:
 
 
 @pytest.fixture
-def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
+def local_cluster():
+    """A twin of cluster.yaml on this machine (Ray's fake multi-node provider): a 0-GPU head and
+    gpu_worker nodes (4 CPU, 1 GPU, min 0, max 8) launched by the real autoscaler on demand. The
+    autoscaler looks every second and declares a node dead after 10 s of silence. Its own
+    temporary directory (short: Ray's socket paths are limited) and ports; ending it touches no
+    other process."""
+    from study.cluster import down, own_processes, up
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
-    c.wait_for_nodes()
-    yield c, workers
-    ray.shutdown()
-    c.shutdown()
+    directory = Path(tempfile.mkdtemp(prefix="mtl-", dir="/tmp"))
+    state = up(directory, ROOT / "cluster.yaml", update_interval_s=1, heartbeat_timeout_s=10)
+    yield directory, state
+    down(directory)
+    assert not own_processes(directory)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.slow
-def test_two_worker_trials_span_nodes_and_survive_node_loss(cluster, tmp_path):
-    """Each trial's two Ray Train workers land on different nodes; removing one of those nodes
-    during the second (last) trial makes it resume from its checkpoint, and the sweep records
-    every trial exactly once."""
-    from study.run import main
+def test_autoscaling_cluster_launches_gpu_nodes_and_survives_node_loss(local_cluster, tmp_path):
+    """The README's cluster command on a twin of cluster.yaml: no GPU exists when the study starts,
+    the trials' requests make the autoscaler launch gpu_worker nodes (recorded in study.json),
+    each trial's two workers get a GPU each on two nodes, and killing one of the second trial's
+    nodes makes that trial resume from its checkpoint; every trial is recorded exactly once."""
+    from study.cluster import FAKE_HEAD_TYPE, remove_node
 
-    c, workers = cluster
-    result = {}
-    args = ["--address", c.address, "--storage", str(tmp_path), "--name", "nodes",
-            "--search-space", "smoke", "--num-samples", "2", "--max-epochs", "4",
-            # 0.9 CPU per worker on 1-CPU nodes: two workers never share a node, and the
-            # trials' 0.01-CPU Tune functions still fit beside them
-            "--workers-per-trial", "2", "--cpus-per-worker", "0.9", "--max-failures", "3",
-            "--data-dir", str(tmp_path / "cohort"), *TINY]
-    thread = threading.Thread(target=lambda: result.setdefault("dir", main(args)))
-    thread.start()
-    trials_dir = tmp_path / "nodes" / "trials"
-    deadline = time.time() + 400
-    victim = None
-    while time.time() < deadline and victim is None:  # the second trial, two epochs in
-        done = [d for d in trials_dir.glob("*") if (d / "result.json").exists()]
-        for trial_dir in trials_dir.glob("*"):
-            pointer = trial_dir / "checkpoint" / "checkpoint.json"
-            if done and trial_dir not in done and pointer.exists() and \
-                    json.loads(pointer.read_text())["latest"] >= "epoch-0002":
-                victim = trial_dir
-                break
-        time.sleep(0.5)
-    assert victim is not None, "the second trial never reached its second epoch"
-    nodes = _node_of(victim)
-    assert len(nodes) == 2, f"workers of {victim.name} share a node: {nodes}"
-    lost = next(w for w in workers if w.node_id in nodes)  # a worker node, never the head
-    c.remove_node(lost)
-    c.add_node(num_cpus=1)  # the autoscaler's replacement
-    thread.join(timeout=400)
-    assert not thread.is_alive()
+    directory, state = local_cluster
+    out = tmp_path / "driver.log"
+    command = [sys.executable, str(ROOT / "study" / "run.py"), "--address", state["address"],
+               "--cluster-config", state["autoscaler_config"], "--storage", str(tmp_path), "--name", "nodes",
+               "--search-space", "smoke", "--num-samples", "2", "--max-epochs", "4", "--max-concurrent", "1",
+               "--workers-per-trial", "2", "--gpus-per-worker", "1", "--max-failures", "3",
+               "--data-dir", str(tmp_path / "cohort"), *TINY]
+    with open(out, "w") as log:
+        driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                  env={**os.environ, "RAY_AUTH_MODE": "token"})
+    try:
+        trials_dir = tmp_path / "nodes" / "trials"
+        deadline = time.time() + 400
+        victim = None
+        while time.time() < deadline and victim is None and driver.poll() is None:
+            done = [d for d in trials_dir.glob("*") if (d / "result.json").exists()]
+            for trial_dir in trials_dir.glob("*"):  # the second trial, two epochs in
+                pointer = trial_dir / "checkpoint" / "checkpoint.json"
+                if done and trial_dir not in done and pointer.exists() and \
+                        json.loads(pointer.read_text())["latest"] >= "epoch-0002":
+                    victim = trial_dir
+                    break
+            time.sleep(0.5)
+        assert victim is not None, f"the second trial never reached its second epoch:\n{out.read_text()[-3000:]}"
+        lost = sorted(_node_of(victim))[0]
+        assert remove_node(directory, lost) >= 1
+        assert driver.wait(timeout=400) == 0, out.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    study = json.loads((tmp_path / "nodes" / "study.json").read_text())
+    assert study["resources"]["max_concurrent"] == 1 and "fully grown" in study["resources"]["sized_by"]
+    run = study["runs"][-1]
+    launched = {n["node_id"]: n for n in run["nodes_launched"]}
+    assert len(launched) >= 3 and {n["type"] for n in launched.values()} == {"gpu_worker"}  # 2 + a replacement
+    assert lost in launched and lost in {n["node_id"] for n in run["nodes_ended"]}
     trials = pd.read_parquet(tmp_path / "nodes" / "trials.parquet")
     assert len(trials) == 2 and trials["trial_id"].is_unique and (trials["status"] == "TERMINATED").all()
     epochs = pd.read_parquet(tmp_path / "nodes" / "epochs.parquet")
@@ -191,4 +284,7 @@ def test_two_worker_trials_span_nodes_and_survive_node_loss(cluster, tmp_path):
     assert sorted(epochs[epochs["trial_id"] == victim.name]["epoch"]) == [1, 2, 3, 4]
     assert "resumed from" in (victim / "trial.log").read_text()
     for trial_dir in trials_dir.glob("*"):
-        assert len(_node_of(trial_dir)) == 2
+        ranks = [json.loads(p.read_text()) for p in (trial_dir / "workers").glob("rank-*.json")]
+        assert len({r["node_id"] for r in ranks}) == 2 and all(r["node_id"] in launched for r in ranks)
+        assert all(r["gpus"]["ray"] == ["0"] for r in ranks)  # each worker got its node's one GPU
+    assert FAKE_HEAD_TYPE not in {n["type"] for n in launched.values()}

@@ -226,6 +226,20 @@ def test_checkpoint_round_trip_resumes_identically(tiny_dataset, tmp_path):
         assert result.history[2][key] == pytest.approx(full.history[2][key], rel=1e-5), key
 
 
+def test_a_checkpoint_of_another_shape_or_half_written_is_refused(tiny_dataset, tmp_path):
+    """A checkpoint written with get_weights() (no seed generators) used to be loaded partly and
+    silently by zip(); now the variable count is checked, and so are the files the pointer needs."""
+    trainer = tiny_trainer(tiny_dataset, tmp_path, epochs=1, model={"dropout": 0.1})
+    trainer.fit()
+    latest = trainer.latest_checkpoint()
+    np.savez(latest / "model.npz", *trainer.model.get_weights())  # the old format
+    with pytest.raises(ValueError, match=r"model.npz holds \d+ variables, this run has \d+"):
+        tiny_trainer(tiny_dataset, tmp_path, epochs=2, model={"dropout": 0.1}).restore()
+    (latest / "optimizer.npz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lacks \['optimizer.npz'\]"):
+        tiny_trainer(tiny_dataset, tmp_path, epochs=2, model={"dropout": 0.1}).restore()
+
+
 def test_non_finite_loss_stops_with_clear_error(tiny_dataset, tmp_path):
     trainer = tiny_trainer(tiny_dataset, tmp_path)
     kernel = trainer.model.to_vocab.kernel
