@@ -184,12 +184,12 @@ class NodeWatch:
             if known is None:
                 self.seen[node_id] = known = {**n, "type": self._type(n), "seen_at_s": now}
                 if hasattr(self, "initial") and n["alive"]:
-                    self.announce(f"node {node_id[:12]} joined: {self._name(known)}")
+                    self.announce(f"[{now:.0f} s] node {node_id} joined: {self._name(known)}")
             elif n["alive"]:
                 known.update(n, type=known["type"] or self._type(n))
             elif known["alive"]:
                 known.update(alive=False, ended_at_s=now)
-                self.announce(f"node {node_id[:12]} ended: {self._name(known)}")
+                self.announce(f"[{now:.0f} s] node {node_id} ended: {self._name(known)}")
 
     def record(self) -> dict:
         """For study.json: nodes that joined during the sweep and nodes that ended during it."""
