@@ -57,7 +57,7 @@ def real_trials(space, dataset, n: int, epochs: int, seed: int = 0) -> list[dict
     import optuna
 
     from model.train import Trainer
-    from study.trial import build_configs
+    from study.settings import build_configs
 
     with warnings.catch_warnings():  # QMCSampler is marked experimental; its interface is all we use
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

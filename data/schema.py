@@ -1,6 +1,7 @@
 """The cohort schema shared by every data source: one row per chest X-ray study."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -12,55 +13,116 @@ TEXT_FIELDS = ("chief_complaint", "icd_title")
 SPLITS = ("train", "validate", "test")
 ACUITY_LEVELS = 5
 
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the cohort table: its name, pandas dtype, what a value may be (checked by
+    :func:`validate`) and what it means. The README's table is generated from these."""
+    name: str
+    dtype: str
+    kind: str        # "id", "integer", "number", "text", "label", "choice": how values are checked
+    allowed: str     # the rule, in words
+    meaning: str
+    required: bool = True  # False: may be missing
+    low: int | None = None
+    high: int | None = None
+
+
 COLUMNS = (
-    ("sample_id", "string"),
-    ("subject_id", "int64"),
-    ("split", "string"),
-    ("image_path", "string"),
-    *((v, "float64") for v in VITALS),
-    ("gender", "string"),
-    ("ethnicity", "string"),
-    ("chief_complaint", "string"),
-    ("icd_title", "string"),
-    ("report", "string"),
-    ("acuity", "Int64"),  # nullable: the builder drops missing acuity, the schema still says so
-    *((f, "int8") for f in FINDINGS),
+    Column("sample_id", "string", "id", "non-empty text, unique", "study id (`s<study_id>` for MIMIC)"),
+    Column("subject_id", "int64", "integer", "integer; a patient in one split only", "patient"),
+    Column("split", "string", "choice", " / ".join(f"`{s}`" for s in SPLITS), "split of the study; every split non-empty"),
+    Column("image_path", "string", "text", "non-empty text", "frontal image, absolute or relative to the cohort directory"),
+    *(Column(v, "float64", "number", "number or missing", "triage vital (MIMIC-IV-ED units: %, /min, /min, "
+             "mmHg, mmHg, °F)", required=False) for v in VITALS),
+    *(Column(c, "string", "text", "text or missing", "from `edstays` (`race` there)", required=False)
+      for c in CATEGORICALS),
+    Column("chief_complaint", "string", "text", "text or missing", "triage complaint", required=False),
+    Column("icd_title", "string", "text", "text or missing", "first-sequence ED diagnosis title", required=False),
+    Column("report", "string", "text", "non-empty text", "FINDINGS section (IMPRESSION when findings are missing)"),
+    Column("acuity", "Int64", "integer", f"integer 1-{ACUITY_LEVELS}", "ESI triage acuity (1 = most urgent)",
+           low=1, high=ACUITY_LEVELS),
+    *(Column(f, "int8", "label", "0 or 1", "CheXpert label") for f in FINDINGS),
 )
 COHORT_FILE = "cohort.parquet"
 
 
 class CohortError(ValueError):
-    """A cohort file does not follow the schema; the message names the file and the column."""
+    """A cohort file does not follow the schema; the message names the file, column and row."""
+
+
+def markdown_table() -> str:
+    """The schema as the README's table (columns with the same rule and meaning share a row)."""
+    rows, seen = ["| column | allowed values | meaning |", "|---|---|---|"], {}
+    for c in COLUMNS:
+        seen.setdefault((c.allowed, c.meaning), []).append(f"`{c.name}`")
+    rows += [f"| {', '.join(names)} | {allowed} | {meaning} |" for (allowed, meaning), names in seen.items()]
+    return "\n".join(rows)
 
 
 def conform(df: pd.DataFrame) -> pd.DataFrame:
     """Return ``df`` with exactly the schema's columns, in order, with the schema's dtypes."""
-    out = pd.DataFrame({name: df[name].astype(dtype) for name, dtype in COLUMNS})
+    out = pd.DataFrame({c.name: df[c.name].astype(c.dtype) for c in COLUMNS})
     return out.reset_index(drop=True)
 
 
+def _broken(column: Column, values: pd.Series) -> pd.Series:
+    """True where a value breaks ``column``'s rule."""
+    missing = values.isna()
+    if column.kind in ("text", "id", "choice"):
+        text = values.map(lambda v: isinstance(v, str))
+        bad = ~(text | missing) | (values.map(lambda v: isinstance(v, str) and not v.strip()))
+        if column.kind == "choice":
+            bad |= text & ~values.isin(SPLITS)
+    else:
+        numeric = pd.to_numeric(values.where(~values.map(lambda v: isinstance(v, (str, bool)))), errors="coerce")
+        bad = numeric.isna() & ~missing
+        if column.kind in ("integer", "label"):
+            bad |= numeric.notna() & (numeric % 1 != 0)
+        low, high = (0, 1) if column.kind == "label" else (column.low, column.high)
+        if low is not None:
+            bad |= numeric < low
+        if high is not None:
+            bad |= numeric > high
+    return bad | (missing if column.required else False)
+
+
+def _show(value) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "a missing value"
+    value = value.item() if hasattr(value, "item") else value  # numpy scalar -> Python
+    return f"{value!r} ({type(value).__name__})"
+
+
 def validate(df: pd.DataFrame, source: str | Path) -> pd.DataFrame:
-    """Check a cohort table against the schema; raise :class:`CohortError` naming what is wrong."""
-    missing = [name for name, _ in COLUMNS if name not in df.columns]
+    """Check a cohort table against the schema; raise :class:`CohortError` naming the file, the
+    column, the first offending row (and its ``sample_id``) and how many rows break the rule."""
+    missing = [c.name for c in COLUMNS if c.name not in df.columns]
     if missing:
         raise CohortError(f"{source}: missing column(s) {missing}; expected the cohort schema "
-                          f"{[name for name, _ in COLUMNS]}")
+                          f"{[c.name for c in COLUMNS]}")
+    if not len(df):
+        raise CohortError(f"{source}: no rows")
+    df = df.reset_index(drop=True)
+    for column in COLUMNS:
+        bad = _broken(column, df[column.name])
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            more = int(bad.sum()) - 1
+            raise CohortError(f"{source}: column {column.name!r}, row {row} (sample_id "
+                              f"{df['sample_id'].iloc[row]!r}): {_show(df[column.name].iloc[row])} breaks the "
+                              f"rule: {column.allowed}" + (f" ({more} more row(s) break it)" if more else ""))
     if df["sample_id"].duplicated().any():
-        dup = df.loc[df["sample_id"].duplicated(), "sample_id"].iloc[0]
-        raise CohortError(f"{source}: column 'sample_id' must be unique, {dup!r} repeats")
-    bad_split = sorted(set(df["split"]) - set(SPLITS))
-    if bad_split:
-        raise CohortError(f"{source}: column 'split' must be one of {SPLITS}, got {bad_split}")
-    acuity = df["acuity"].dropna()
-    if len(acuity) and not acuity.between(1, ACUITY_LEVELS).all():
-        raise CohortError(f"{source}: column 'acuity' must be 1..{ACUITY_LEVELS}, "
-                          f"got {sorted(set(acuity) - set(range(1, ACUITY_LEVELS + 1)))}")
-    for f in FINDINGS:
-        if not df[f].isin([0, 1]).all():
-            raise CohortError(f"{source}: finding column {f!r} must be 0/1")
+        row = int(df["sample_id"].duplicated().to_numpy().nonzero()[0][0])
+        raise CohortError(f"{source}: column 'sample_id', row {row}: {df['sample_id'].iloc[row]!r} repeats; "
+                          f"sample ids must be unique")
+    empty = [s for s in SPLITS if not (df["split"] == s).any()]
+    if empty:
+        raise CohortError(f"{source}: column 'split': no row in {empty}; every split needs studies")
     crossing = df.groupby("subject_id")["split"].nunique()
     if (crossing > 1).any():
-        raise CohortError(f"{source}: subject {crossing.idxmax()} appears in more than one split")
+        raise CohortError(f"{source}: column 'subject_id': subject {crossing.idxmax()} appears in more "
+                          f"than one split")
     return conform(df)
 
 

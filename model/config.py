@@ -1,7 +1,8 @@
 """One configuration object passed whole into every block (as nanoGPT's GPTConfig)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, field, fields
 
 TASKS = ("text", "oc", "ml")
 MODALITIES = ("image", "clinical")  # EfficientNet features; the ten non-imaging features
@@ -27,6 +28,9 @@ class ModelConfig:
     modalities: tuple = MODALITIES  # inputs the encoder reads (ablations switch one off)
 
     def __post_init__(self):
+        for name in ("d_model", "num_heads", "ff_dim", "decoder_layers"):
+            _require(name, getattr(self, name), integer=True, low=1)
+        _require("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         self.tasks = tuple(self.tasks)
         unknown = set(self.tasks) - set(TASKS)
         if not self.tasks or unknown:
@@ -37,8 +41,6 @@ class ModelConfig:
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model must be divisible by num_heads, got d_model={self.d_model}, "
                              f"num_heads={self.num_heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @classmethod
     def for_dataset(cls, dataset, **overrides) -> "ModelConfig":
@@ -59,3 +61,51 @@ class ModelConfig:
         d["tasks"] = list(self.tasks)
         d["modalities"] = list(self.modalities)
         return d
+
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+SCHEDULES = ("constant", "linear", "cosine", "inverse_sqrt")  # decay after warmup (model.schedules)
+WEIGHTINGS = ("static", "uncertainty", "dwa")                  # model.weighting.STRATEGIES
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 32              # global batch, split across replicas
+    learning_rate: float = 3e-5       # peak after warmup (paper)
+    warmup_fraction: float = 0.1      # paper: 10 % of steps
+    schedule: str = "constant"        # decay after warmup: one of SCHEDULES
+    clip_norm: float | None = 1.0     # global-norm gradient clipping; None disables
+    patience: int = 10                # paper: 10
+    weighting: str = "static"         # one of WEIGHTINGS
+    weighting_options: dict = field(default_factory=dict)  # e.g. {"alpha": 0.6, "beta": 0.3, ...}
+    precision: str = "float32"        # or "mixed_bfloat16": bf16 compute, float32 weights (see README)
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "patience"):
+            _require(name, getattr(self, name), integer=True, low=1)
+        _require("learning_rate", self.learning_rate, low=0.0, low_open=True)
+        _require("warmup_fraction", self.warmup_fraction, low=0.0, high=1.0, high_open=True)
+        if self.clip_norm is not None:
+            _require("clip_norm", self.clip_norm, low=0.0, low_open=True)
+        _require("seed", self.seed, integer=True, low=0)
+        for name, allowed in (("schedule", SCHEDULES), ("weighting", WEIGHTINGS), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}"
+                                 + (" (mixed_float16 would need loss scaling, which this loop does not do)"
+                                    if name == "precision" else ""))
+        if "temperature" in self.weighting_options:
+            _require("dwa_temperature", self.weighting_options["temperature"], low=0.0, low_open=True)
+
+
+def _require(name: str, value, *, integer: bool = False, low=None, high=None,
+             low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a number (an integer if asked) in the range."""
+    is_number = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not is_number or (not integer and math.isnan(value)):
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")

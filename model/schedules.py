@@ -8,15 +8,15 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-DECAYS = ("constant", "linear", "cosine", "inverse_sqrt")
+from .config import SCHEDULES
 
 
 @keras.saving.register_keras_serializable("mtl")
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, peak_lr: float, total_steps: int, warmup_fraction: float = 0.1,
                  decay: str = "constant"):
-        if decay not in DECAYS:
-            raise ValueError(f"schedule decay must be one of {DECAYS}, got {decay!r}")
+        if decay not in SCHEDULES:
+            raise ValueError(f"schedule decay must be one of {SCHEDULES}, got {decay!r}")
         if not 0.0 <= warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
         if total_steps < 1 or peak_lr <= 0:

@@ -16,7 +16,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .config import ModelConfig
+from .config import ModelConfig, TrainConfig
 from .losses import task_losses
 from .network import build_model
 from .schedules import WarmupSchedule
@@ -33,7 +33,6 @@ from .weighting import make_weighting
 log = logging.getLogger(__name__)
 
 
-PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @contextlib.contextmanager
@@ -49,26 +48,6 @@ def dtype_policy(name: str):
 
 class NonFiniteLossError(RuntimeError):
     """A task loss became NaN/inf; the run stops before any checkpoint with bad weights is written."""
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 32              # global batch, split across replicas
-    learning_rate: float = 3e-5       # peak after warmup (paper)
-    warmup_fraction: float = 0.1      # paper: 10 % of steps
-    schedule: str = "constant"        # decay after warmup: constant | linear | cosine | inverse_sqrt
-    clip_norm: float | None = 1.0     # global-norm gradient clipping; None disables
-    patience: int = 10                # paper: 10
-    weighting: str = "static"         # static | uncertainty | dwa
-    weighting_options: dict = field(default_factory=dict)  # e.g. {"alpha": 0.6, "beta": 0.3, ...}
-    precision: str = "float32"        # or "mixed_bfloat16": bf16 compute, float32 weights (see README)
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r} "
-                             f"(mixed_float16 would need loss scaling, which this loop does not do)")
 
 
 @dataclass

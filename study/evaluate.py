@@ -19,15 +19,37 @@ from .metrics import BertScoreConfig, evaluate
 
 
 def read_reports(path: str, column: str) -> list[str]:
+    """Reports from a text file (one per line) or a CSV/Parquet column; one-line errors."""
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise SystemExit(f"{p}: file not found")
-    if p.suffix in (".csv", ".parquet"):
-        df = pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
-        if column not in df.columns:
-            raise SystemExit(f"{p}: expected a {column!r} column, found {list(df.columns)}")
-        return df[column].fillna("").astype(str).tolist()
-    return p.read_text().splitlines()
+    try:
+        if p.suffix in (".csv", ".parquet"):
+            df = pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
+            if column not in df.columns:
+                raise SystemExit(f"{p}: expected a {column!r} column, found {list(df.columns)}")
+            reports = df[column].fillna("").astype(str).tolist()
+        else:
+            reports = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise SystemExit(f"{p}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}); "
+                         f"save it as UTF-8") from None
+    except (ValueError, OSError) as exc:  # pandas/pyarrow: empty or damaged CSV/Parquet
+        raise SystemExit(f"{p}: cannot read it as {p.suffix[1:].upper()} ({str(exc).splitlines()[0]})") from None
+    if not reports:
+        raise SystemExit(f"{p}: no reports (the file is empty)")
+    return reports
+
+
+def check_bertscore_model(model: str | None) -> None:
+    """A model named on the command line must be on this machine: nothing downloads here."""
+    if model is None or Path(model).is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+        raise SystemExit(f"--bertscore-model {model}: not a local directory and not in the Hugging Face "
+                         f"cache; pass a directory holding the model (nothing is downloaded)")
 
 
 def main(argv=None) -> dict:
@@ -42,6 +64,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-bertscore", action="store_true", help="skip BERTScore")
     parser.add_argument("--per-sample", default=None, help="also write per-sample scores to this CSV")
     args = parser.parse_args(argv)
+    if args.bertscore_layers is not None and args.bertscore_layers < 1:
+        raise SystemExit(f"--bertscore-layers: must be an integer >= 1, got {args.bertscore_layers}")
+    if not args.no_bertscore:
+        check_bertscore_model(args.bertscore_model)
     refs, hyps = read_reports(args.references, "reference"), read_reports(args.hypotheses, "generated")
     if len(refs) != len(hyps):
         raise SystemExit(f"{args.references} has {len(refs)} reports but {args.hypotheses} has {len(hyps)}")

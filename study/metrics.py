@@ -202,6 +202,24 @@ def ordinal_metrics(true_levels, pred_levels) -> dict:
             "oc_mse": float(np.mean((t - p) ** 2)), "oc_acc_corr": (acc + rho) / 2}
 
 
+# ---- what each task's evaluation produces ---------------------------------------------------------
+_PRF = tuple(f"{m}{avg}" for avg in ("", "_macro", "_example") for m in ("precision", "recall", "f1"))
+# Names of :func:`evaluate`'s metrics (the val_/test_ columns) by the task they need, and
+# ``loss_<task>``: the validation loss every epoch reports (``val_loss_text``, ...).
+METRICS = {
+    "text": ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco", "cider", "bertscore_f1",
+             *(f"ce_{m}" for m in _PRF), "loss_text"),
+    "oc": ("oc_accuracy", "oc_mae", "oc_mse", "oc_acc_corr", "loss_oc"),
+    "ml": (*(f"ml_{m}" for m in _PRF if not m.endswith("_example")), "ml_hamming", "ml_exact_match", "loss_ml"),
+}
+
+
+def task_of_metric(name: str) -> str | None:
+    """The task a metric (``rouge_l``, ``val_oc_mae``, ...) needs; None for an unknown name."""
+    bare = name.split("_", 1)[1] if name.startswith(("val_", "test_")) else name
+    return next((task for task, names in METRICS.items() if bare in names), None)
+
+
 # ---- one entry point ----------------------------------------------------------------------------
 def evaluate(*, sample_ids=None, references=None, generated=None, oc_true=None, oc_pred=None,
              ml_true=None, ml_prob=None, threshold: float = 0.5,

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import json
 import logging
 import os
+import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -25,11 +28,14 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 import yaml  # noqa: E402
 
 log = logging.getLogger("study")
+ADDRESS_TIMEOUT_S = 10
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python study/run.py", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """The flags. ``suppress_defaults``: leave flags not given out of the result (to tell what the
+    user typed from the defaults)."""
+    p = _Parser(prog="python study/run.py", description=__doc__.split("\n")[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", help="YAML file of defaults for these flags")
     p.add_argument("--search-space", default="weights", help="shipped space name (paper, weights, full, smoke) or a YAML path")
     p.add_argument("--num-samples", type=int, default=None,
@@ -57,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force-ray-train", action="store_true", help="use a Ray Train run even with one worker per trial")
     p.add_argument("--asha", action="store_true", help="stop poor trials early with ASHA on the validation text loss")
     p.add_argument("--data", choices=["synthetic", "mimic"], default="synthetic", help="data source")
+    p.add_argument("--cache-dir", default=None,
+                   help="where image features and encodings are cached (default: COHORT/cache; use it "
+                        "when the cohort directory is read-only)")
     p.add_argument("--data-dir", default=None, help="cohort directory (mimic: built by `python -m data.mimic`; "
                                                     "synthetic: generated there if missing)")
     p.add_argument("--n-synthetic", type=int, default=1600,
@@ -71,39 +80,88 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the synthetic cohort (part of the data fingerprint; independent of --seed)")
     p.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
     p.add_argument("--verbose", action="store_true", help="show Ray, TensorFlow and Optuna logs in the terminal")
+    if suppress_defaults:
+        for action in p._actions:
+            action.default = argparse.SUPPRESS
     return p
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not the whole usage block
+        raise SystemExit(f"{self.prog}: {message} (see --help)")
+
+
+# Ranges of the numeric flags: (integer?, lowest, highest); None = unbounded. Zero is a value.
+FLAG_RANGES = {
+    "num_samples": (True, 1, None), "repeats": (True, 1, None), "max_epochs": (True, 1, None),
+    "workers_per_trial": (True, 1, None), "cpus_per_worker": (False, 0.01, None),
+    "gpus_per_worker": (False, 0.0, None), "max_concurrent": (True, 1, None),
+    "max_failures": (True, 0, 100), "seed": (True, 0, 2**32 - 1), "data_seed": (True, 0, 2**32 - 1),
+    "n_synthetic": (True, 20, None), "image_size": (True, 32, 1024),
+}
+# Flags that cannot change a study's results: the only ones a --resume may give differently.
+RESUME_MAY_CHANGE = {"resume", "name", "storage", "config", "verbose", "address", "max_concurrent",
+                     "no_report", "cluster_config", "shared_storage", "cache_dir"}
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_flags(values: dict, source: str = "") -> None:
+    """Types and ranges of flag values (from the command line or a --config file)."""
+    for name, (integer, low, high) in FLAG_RANGES.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        flag = f"{source}{name}" if source else f"--{name.replace('_', '-')}"
+        kind = isinstance(value, int) if integer else isinstance(value, (int, float))
+        allowed = (f"an integer >= {low}" if integer else f"a number >= {low}") + (f" and <= {high}" if high else "")
+        if isinstance(value, bool) or not kind or value < low or (high is not None and value > high):
+            raise SystemExit(f"{flag}: must be {allowed}, got {value!r}")
+    name = values.get("name")
+    if name is not None and (not isinstance(name, str) or not NAME_RULE.fullmatch(name)):
+        raise SystemExit(f"{source or '--'}name: a plain name (letters, digits, '.', '_', '-'; no '/' "
+                         f"or leading '.'), got {name!r}: the experiment goes to STORAGE/NAME")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
+    given = vars(build_parser(suppress_defaults=True).parse_known_args(argv)[0])  # typed on the line
     first, _ = parser.parse_known_args(argv)
     if first.config:
         path = Path(first.config)
-        if not path.exists():
-            parser.error(f"--config {path}: file not found")
-        values = yaml.safe_load(path.read_text()) or {}
+        if not path.is_file():
+            raise SystemExit(f"--config {path}: file not found")
+        from study.space import SearchSpaceError, load_yaml
+
+        try:
+            values = load_yaml(path.read_text(), f"--config {path}") or {}
+        except SearchSpaceError as exc:
+            raise SystemExit(str(exc)) from None
         if not isinstance(values, dict):
-            parser.error(f"--config {path}: expected a mapping of flag names to values")
+            raise SystemExit(f"--config {path}: expected a mapping of flag names to values")
         known = {a.dest for a in parser._actions} - {"help", "config"}
         unknown = sorted(set(values) - known)
         if unknown:
-            parser.error(f"--config {path}: unknown key(s) {unknown}; known: {sorted(known)}")
+            raise SystemExit(f"--config {path}: unknown key(s) {unknown}; known: {sorted(known)}")
+        check_flags(values, source=f"--config {path}: ")
         parser.set_defaults(**values)
+        given = {**values, **given}
         first, _ = parser.parse_known_args(argv)
+    check_flags(given)
     if first.resume and first.name:  # a resumed study keeps the settings it was started with
         from study.storage import Location
 
         location = Location(first.storage, first.name)
         if location.has_study():
             saved = location.read_study()["config"]
-            keep = {"resume", "name", "storage", "config", "verbose", "address"}
-            parser.set_defaults(**{k: v for k, v in saved.items() if k not in keep})
+            for key, value in given.items():
+                if key not in RESUME_MAY_CHANGE and key in saved and saved[key] != value:
+                    raise SystemExit(f"--resume: --{key.replace('_', '-')} {value!r} differs from the study's "
+                                     f"{saved[key]!r}; a resumed study keeps its settings (only "
+                                     f"{', '.join(sorted('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE - {'resume', 'name', 'storage', 'config'}))} may change)")
+            parser.set_defaults(**{k: v for k, v in saved.items() if k not in RESUME_MAY_CHANGE})
     args = parser.parse_args(argv)
     if args.resume and not args.name:
-        parser.error("--resume needs --name (the experiment to continue)")
-    for flag in ("workers_per_trial", "n_synthetic", "image_size", "repeats", "num_samples"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+        raise SystemExit("--resume needs --name (the experiment to continue)")
     return args
 
 
@@ -116,6 +174,9 @@ def quiet(verbose: bool) -> None:
         import warnings
 
         warnings.filterwarnings("ignore")
+    # Tune's own advice on an interrupted run (Tuner.restore(...)) would sit above ours
+    logging.getLogger("ray.tune.tune").addFilter(
+        lambda record: not any(s in record.getMessage() for s in ("Resume experiment with", "Trials did not complete")))
 
 
 def setup_logging(experiment_dir: Path, verbose: bool) -> None:
@@ -133,28 +194,47 @@ def setup_logging(experiment_dir: Path, verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
 
 
-def prepare_data(args):
-    """Cohort directory (synthetic generated on first use) -> prepared dataset (cached)."""
-    from data.dataset import prepare
-    from data.features import EncoderSpec
-    from data.synthetic import generate
+def cohort_dir_of(args) -> Path:
+    """The cohort directory the flags name (the synthetic one is generated there if missing)."""
     from study.storage import DEFAULT_LOCAL_ROOT, is_uri
 
     if args.data == "mimic":
         if not args.data_dir:
             raise SystemExit("--data mimic needs --data-dir: a cohort built by `python -m data.mimic`")
-        cohort_dir = Path(args.data_dir)
-    else:
-        data_root = DEFAULT_LOCAL_ROOT / "data" if is_uri(args.storage) else Path(args.storage) / ".data"
-        cohort_dir = Path(args.data_dir or data_root /
-                          f"synthetic-n{args.n_synthetic}-seed{args.data_seed}-{args.image_size}px")
-        if not (cohort_dir / "cohort.parquet").exists():
-            print(f"generating the synthetic cohort ({args.n_synthetic} studies, data seed {args.data_seed}) "
-                  f"in {cohort_dir}")
-            generate(cohort_dir, n=args.n_synthetic, seed=args.data_seed, image_size=args.image_size)
+        return Path(args.data_dir)
+    data_root = DEFAULT_LOCAL_ROOT / "data" if is_uri(args.storage) else Path(args.storage) / ".data"
+    return Path(args.data_dir or data_root / f"synthetic-n{args.n_synthetic}-seed{args.data_seed}-{args.image_size}px")
+
+
+def check_data(args) -> None:
+    """Before anything starts: the cohort a study would read follows the schema (it names the
+    column and the row otherwise), and --weights names something that exists."""
+    from data.schema import COHORT_FILE, read_cohort
+
+    cohort_dir = cohort_dir_of(args)
+    if args.data == "mimic" and not (cohort_dir / COHORT_FILE).is_file():
+        raise SystemExit(f"--data-dir {cohort_dir}: no {COHORT_FILE} there; build the cohort with "
+                         f"`python -m data.mimic --out {cohort_dir} ...`")
+    if (cohort_dir / COHORT_FILE).is_file():
+        read_cohort(cohort_dir)  # raises CohortError naming the column and row
+    if args.weights.lower() not in ("imagenet", "none", "random") and not Path(args.weights).is_file():
+        raise SystemExit(f"--weights {args.weights}: expected imagenet, none, or an existing weights file")
+
+
+def prepare_data(args):
+    """Cohort directory (synthetic generated on first use) -> prepared dataset (cached)."""
+    from data.dataset import prepare
+    from data.features import EncoderSpec
+    from data.synthetic import generate
+
+    cohort_dir = cohort_dir_of(args)
+    if args.data == "synthetic" and not (cohort_dir / "cohort.parquet").exists():
+        print(f"generating the synthetic cohort ({args.n_synthetic} studies, data seed {args.data_seed}) "
+              f"in {cohort_dir}")
+        generate(cohort_dir, n=args.n_synthetic, seed=args.data_seed, image_size=args.image_size)
     weights = None if args.weights.lower() in ("none", "random") else args.weights
     print(f"preparing features and encodings for {cohort_dir} (cached after the first run)")
-    return prepare(cohort_dir, encoder=EncoderSpec(args.encoder, args.image_size, weights))
+    return prepare(cohort_dir, cache_dir=args.cache_dir, encoder=EncoderSpec(args.encoder, args.image_size, weights))
 
 
 def package_versions() -> dict:
@@ -287,23 +367,107 @@ def load_study_space(args, location):
     if args.resume and location.has_study():
         record = location.read_study()["search_space"]
         return load_space(record["path"], text=record["text"]), record["text"]
-    path = resolve(args.search_space)
+    try:
+        path = resolve(args.search_space)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"--search-space {args.search_space}: {exc}") from None
     text = Path(path).read_text()
     return load_space(path, text=text), text
 
 
+def check_address(address: str | None) -> None:
+    """Give up at once on a cluster address nothing answers at (Ray itself retries for minutes)."""
+    if address in (None, "local") or address.startswith("ray://"):
+        return
+    if address == "auto":  # what Ray would pick: RAY_ADDRESS, else the last `ray start` here
+        from ray._private.services import get_ray_address_from_environment
+
+        try:
+            found = get_ray_address_from_environment("auto", None)
+        except ConnectionError:
+            found = None
+        if found in (None, "auto"):
+            raise SystemExit("--address auto: no Ray cluster found (none started here with `ray start` "
+                             "or `ray up`, and RAY_ADDRESS is not set); start one, or drop --address "
+                             "to run on this machine")
+        check_address(found)
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"--address {address}: expected HOST:PORT (the head's GCS address, e.g. "
+                         f"10.0.0.5:6379), 'auto' on a cluster node, or no --address to start Ray here")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as exc:
+        raise SystemExit(f"--address {address}: no Ray cluster answers there within {ADDRESS_TIMEOUT_S} s "
+                         f"({exc.strerror or exc}); start one (ray up cluster.yaml, or python -m "
+                         f"study.cluster up) or correct the address") from None
+
+
+def check_writable(path: Path, flag: str) -> None:
+    """``path`` (or the directory that would hold it) can be written by this user."""
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(f"{flag} {path}: cannot write there ({existing} is "
+                         f"{'not a directory' if not existing.is_dir() else 'read-only for you'}); "
+                         f"pass a directory you can write")
+
+
+def explain_os_error(exc: OSError, args) -> str:
+    """One line for a file-system error during a study: the path, the cause, what to do."""
+    path = exc.filename or "?"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some space (or pass --storage / --cache-dir on another disk)"
+    elif args.cache_dir is None and "/cache/" in str(path):
+        advice = "pass --cache-dir DIR, a directory you can write, for the feature cache"
+    else:
+        advice = "check the permissions, or pass --storage DIR you can write"
+    return f"{path}: {exc.strerror or exc}; {advice}. Results already written are kept"
+
+
 def main(argv=None) -> Path:
+    """Run a study (see the module docs); returns its directory. ``python study/run.py`` exits
+    with :func:`run_study`'s status."""
+    return run_study(argv)[0]
+
+
+def run_study(argv=None) -> tuple[Path, int]:
+    """``(experiment directory, exit status)``: 0 when every trial finished, 1 when the sweep was
+    interrupted or owes trials, or any trial ended in ERROR."""
     args = parse_args(argv)
     quiet(args.verbose)
+    from data.schema import CohortError
+    from study.space import SearchSpaceError
+
+    try:
+        return _run(args)
+    except (SearchSpaceError, CohortError) as exc:
+        raise SystemExit(str(exc)) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+            raise
+        message = explain_os_error(exc, args)
+        study = Path(args.storage) / args.name / "study.json" if args.name else None
+        if study is not None and study.exists():
+            message += f"; continue with: {resume_command(args)}"
+        raise SystemExit(message) from None
+
+
+def _run(args) -> tuple[Path, int]:
     from study.storage import Location, bundle_dataset
 
+    check_address(args.address)
     if args.name is None:
         args.name = f"{Path(args.search_space).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     location = Location(args.storage, args.name)
     experiment_dir = location.local_dir
+    if not location.remote:
+        check_writable(Path(args.storage), "--storage")
+    if args.cache_dir:
+        check_writable(Path(args.cache_dir), "--cache-dir")
     if location.has_study() and not args.resume:
-        raise SystemExit(f"{location.experiment_uri} already holds a study. Continue it with\n  "
-                         f"{resume_command(args)}\nor choose another --name.")
+        raise SystemExit(f"{location.experiment_uri} already holds a study. Continue it with: "
+                         f"{resume_command(args)}, or choose another --name")
     if args.resume and not location.has_study():
         raise SystemExit(f"--resume: no study in {location.experiment_uri} to continue")
     space, space_text = load_study_space(args, location)
@@ -311,13 +475,16 @@ def main(argv=None) -> Path:
         space.fix(parse_settings(args.set))
     except ValueError as exc:
         raise SystemExit(f"--set: {exc}") from None
-    if args.max_epochs:
+    if args.max_epochs is not None:
         space.fixed["epochs"] = args.max_epochs
-    space.repeats = args.repeats or space.repeats
+    space.repeats = args.repeats if args.repeats is not None else space.repeats
     args.repeats = space.repeats
-    num_configs = args.num_samples or space.num_samples
+    problems = space.check()
+    if problems:
+        raise SystemExit("\n".join(problems))
+    num_configs = args.num_samples if args.num_samples is not None else space.num_samples
     if space.grid_size() and num_configs != space.grid_size():
-        if args.num_samples:
+        if args.num_samples is not None:
             print(f"the grid has {space.grid_size()} configurations; --num-samples {args.num_samples} "
                   f"is ignored (each runs {space.repeats} time(s))")
         num_configs = space.grid_size()
@@ -328,6 +495,7 @@ def main(argv=None) -> Path:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     check_storage_reach(args, location, cluster.off_this_machine(shape, here=None))
+    check_data(args)
     setup_logging(experiment_dir, args.verbose)
     clock = time.perf_counter()
     timings = {}
@@ -341,9 +509,12 @@ def main(argv=None) -> Path:
     from study import tune as study_tune
 
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"), "PYTHONWARNINGS": "ignore"}
-    ray.init(address=args.address, log_to_driver=args.verbose, include_dashboard=False,
-             logging_level=logging.INFO if args.verbose else logging.WARNING,
-             runtime_env={"env_vars": env})
+    try:  # without --address: a Ray of our own, never one that `ray start` left running here
+        ray.init(address=args.address or "local", log_to_driver=args.verbose, include_dashboard=False,
+                 logging_level=logging.INFO if args.verbose else logging.WARNING,
+                 runtime_env={"env_vars": env})
+    except (ConnectionError, RuntimeError) as exc:
+        raise SystemExit(f"--address {args.address}: {str(exc).strip().splitlines()[0]}") from None
     timings["ray_start_seconds"] = time.perf_counter() - clock - timings["prepare_seconds"]
     dataset_location = str(dataset.directory)
     if location.remote:  # nodes fetch one self-contained copy from the shared storage
@@ -396,11 +567,15 @@ def main(argv=None) -> Path:
         location.push("study.json")
     print(f"wall time: {time.perf_counter() - start:.0f} s")
     owed = unfinished_trials(trials, expected) if trials is not None else expected
+    failed = int((trials["status"] == "ERROR").sum()) if trials is not None and len(trials) else 0
+    if failed:
+        print(f"\n{failed} trial(s) failed: their errors are in {experiment_dir / 'trials.parquet'} "
+              f"(column error) and trials/<id>/trial.log")
     if stopped_by_user or owed:
         print(f"\nthe sweep did not finish ({owed} of {expected} trial(s) owed); continue it with\n  "
               f"{resume_command(args)}")
-    return experiment_dir
+    return experiment_dir, 1 if (stopped_by_user or owed or failed) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_study()[1])

@@ -35,6 +35,7 @@ configurations that have it (``rouge_l`` from ``STL-text``).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,17 +43,15 @@ from pathlib import Path
 import optuna
 import yaml
 
-MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks", "modalities"}
-TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "warmup_fraction", "schedule", "clip_norm",
-              "patience", "weighting", "dwa_temperature", "alpha", "beta", "gamma", "precision"}
-EVAL_KEYS = {"bertscore", "beam_width"}
-SETTING_KEYS = MODEL_KEYS | TRAIN_KEYS | EVAL_KEYS
+from .metrics import METRICS, task_of_metric
+from .settings import SETTING_KEYS, build_configs
 DEFAULT_OBJECTIVES = [{"metric": "val_rouge_l", "mode": "max"},
                       {"metric": "val_oc_accuracy", "mode": "max"},
                       {"metric": "val_ml_f1", "mode": "max"}]
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 TOP_KEYS = {"description", "sampler", "sampler_options", "num_samples", "repeats", "objectives",
             "fixed", "params", "configs", "baseline"}
+MAX_CHECKED_POINTS = 512  # corners checked jointly up to this many, else one parameter at a time
 
 
 class SearchSpaceError(ValueError):
@@ -130,6 +129,50 @@ class SearchSpace:
                 raise ValueError(f"{key}: the space varies it (params or configs), so it cannot be fixed")
             self.fixed[key] = value
 
+    def check(self) -> list[str]:
+        """Problems no trial could get past, found in the driver before any trial starts: each
+        setting a corner of the space produces is built into the model's and training's
+        configuration (all corners together while there are at most ``MAX_CHECKED_POINTS``,
+        else each parameter's extremes in turn), and every objective must be one that some
+        configuration's tasks report. One line per problem, naming the point and the rule."""
+        problems, tasks_trained = {}, set()
+        for sampled in self._corners():
+            settings, record = self.materialize(sampled)
+            try:
+                model_cfg, _, _ = build_configs(settings)
+            except ValueError as exc:
+                where = (f"configs[{sampled['config']}]" if "config" in sampled else "params at " + ", ".join(
+                    f"{k}={round(v, 3) if isinstance(v, float) else v!r}" for k, v in record.items() if "_u" not in k))
+                problems.setdefault(str(exc), f"{self.path}: {where}: {exc}")
+                continue
+            tasks_trained.update(model_cfg.tasks)
+        for i, o in enumerate(self.objectives):
+            task = task_of_metric(o["metric"])
+            if tasks_trained and task not in tasks_trained:
+                problems[o["metric"]] = (f"{self.path}: objectives[{i}]: {o['metric']} needs the {task} task, "
+                                         f"which no configuration trains (tasks trained: {sorted(tasks_trained)})")
+        return list(problems.values())
+
+    def _corners(self) -> list[dict]:
+        """Sampled-value dicts at the extremes of the space (see :meth:`check`)."""
+        if self.configs:
+            return [{"config": c["name"]} for c in self.configs]
+        options = {}
+        for name, spec in self.params.items():
+            if spec["type"] == "simplex":  # equal weights (a corner of the simplex zeroes two tasks)
+                options[name] = [{f"{name}_u1": 5 / 9, f"{name}_u2": 0.5}]
+            elif spec["type"] == "categorical":
+                options[name] = [{name: c} for c in spec["choices"]]
+            else:
+                options[name] = [{name: spec["low"]}, {name: spec["high"]}]
+        names = list(options)
+        if math.prod(len(v) for v in options.values()) <= MAX_CHECKED_POINTS:
+            combos = itertools.product(*(options[n] for n in names))
+        else:
+            base = [options[n][0] for n in names]
+            combos = [base[:i] + [choice] + base[i + 1:] for i, n in enumerate(names) for choice in options[n]]
+        return [{k: v for part in combo for k, v in part.items()} for combo in combos]
+
     def grid_size(self) -> int | None:
         if self.sampler_name != "grid":
             return None
@@ -162,6 +205,31 @@ class SearchSpace:
         return settings, record
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str, source) -> object:
+    """Parse YAML text strictly (no duplicate keys); errors name ``source`` and the line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" line {where.line + 1}:" if where else ""
+        raise SearchSpaceError(f"{source}:{line} {getattr(exc, 'problem', None) or exc}") from None
+
+
 def group_of(config_name: str, baseline: str | None = None) -> str:
     """``STL-text`` -> ``STL`` when ``STL`` is the baseline; other names are their own group."""
     if baseline and config_name.startswith(f"{baseline}-"):
@@ -184,6 +252,10 @@ def _check_setting(path, where, key, value):
         chosen = [value] if isinstance(value, str) else value
         if not chosen or set(chosen) - {"image", "clinical"}:
             _fail(path, f"{where}.modalities", f"must be a non-empty list from [image, clinical], got {value!r}")
+    try:  # the value on its own (with every other setting at its default)
+        build_configs({key: value})
+    except ValueError as exc:
+        _fail(path, f"{where}.{key}", str(exc))
 
 
 def _check_param(path, name, spec):
@@ -217,10 +289,7 @@ def _check_param(path, name, spec):
 def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
     """Parse and validate a search space file (or its ``text``, named ``path`` in errors)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text() if text is None else text)
-    except yaml.YAMLError as exc:
-        raise SearchSpaceError(f"{path}: not valid YAML ({exc})") from exc
+    raw = load_yaml(path.read_text() if text is None else text, path)
     if not isinstance(raw, dict):
         raise SearchSpaceError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     for key in raw:
@@ -237,6 +306,9 @@ def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
             _fail(path, f"objectives[{i}].metric", f"must name a validation metric (val_...), got {o!r}")
         if o.get("mode") not in ("min", "max"):
             _fail(path, f"objectives[{i}].mode", f"must be 'min' or 'max', got {o.get('mode')!r}")
+        if task_of_metric(o["metric"]) is None:
+            known = sorted(f"val_{m}" for names in METRICS.values() for m in names)
+            _fail(path, f"objectives[{i}].metric", f"no trial reports {o['metric']!r}; known: {known}")
     fixed = raw.get("fixed") or {}
     for k, v in fixed.items():
         _check_setting(path, "fixed", k, v)
@@ -248,6 +320,11 @@ def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
         _fail(path, "configs", f"named configs need sampler: grid, got {sampler!r}")
     if configs and params:
         _fail(path, "configs", "use either configs or params, not both")
+    if params.get("loss_weights", {}).get("type") == "simplex":
+        clash = sorted(k for k in ("alpha", "beta", "gamma") if k in fixed)
+        if clash:
+            _fail(path, f"fixed.{clash[0]}", f"loss_weights (simplex) sets alpha, beta and gamma; remove "
+                                             f"the fixed {', '.join(clash)} or the simplex parameter")
     names = set()
     for i, c in enumerate(configs):
         if not isinstance(c, dict) or "name" not in c:

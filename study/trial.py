@@ -30,13 +30,12 @@ import pyarrow.fs as pafs
 from data.dataset import PreparedDataset
 from data.preprocess import decode_ordinal
 from data.text import join_words
-from model.config import ModelConfig
 from model.decoding import beam_search, greedy_decode
 from model.train import TrainConfig, Trainer
 
 from .metrics import BertScoreConfig, evaluate
 from .request import TrialRequest
-from .space import EVAL_KEYS, MODEL_KEYS
+from .settings import build_configs
 from .storage import Remote, local_dataset
 from .store import EPOCHS, PREDICTIONS, write_json_atomic, write_parquet_atomic
 
@@ -44,26 +43,6 @@ log = logging.getLogger(__name__)
 INPUT_KEYS = ("image_features", "vitals", "categoricals", "chief_complaint", "icd_title", "report_ids")
 LOSS_KEYS = ("train_loss_text", "train_loss_oc", "train_loss_ml",
              "val_loss_text", "val_loss_oc", "val_loss_ml")
-
-
-def build_configs(settings: dict, dataset: PreparedDataset, seed: int):
-    """Split flat settings into ModelConfig, TrainConfig and evaluation options."""
-    model_kw = {k: v for k, v in settings.items() if k in MODEL_KEYS}
-    for key in ("tasks", "modalities"):  # a single name or a list in YAML
-        if key in model_kw:
-            model_kw[key] = tuple([model_kw[key]] if isinstance(model_kw[key], str) else model_kw[key])
-    model_cfg = ModelConfig.for_dataset(dataset, **model_kw)
-    weighting = settings.get("weighting", "static")
-    options = {}
-    if weighting == "static":
-        options = {k: float(settings.get(k, 1.0)) for k in ("alpha", "beta", "gamma")}
-    elif weighting == "dwa" and "dwa_temperature" in settings:
-        options = {"temperature": float(settings["dwa_temperature"])}
-    train_kw = {k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "warmup_fraction",
-                                          "schedule", "clip_norm", "patience", "precision") if k in settings}
-    train_cfg = TrainConfig(**train_kw, weighting=weighting, weighting_options=options, seed=seed)
-    eval_opts = {"bertscore": True, "beam_width": 1, **{k: settings[k] for k in EVAL_KEYS if k in settings}}
-    return model_cfg, train_cfg, eval_opts
 
 
 def predict_split(model, dataset: PreparedDataset, split: str, beam_width: int = 1,

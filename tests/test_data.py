@@ -271,7 +271,8 @@ def test_cohort_validation_names_the_column(tmp_path, tiny_cohort):
         validate(df.drop(columns=["report"]), "x.parquet")
     bad = df.copy()
     bad.loc[0, "acuity"] = 7
-    with pytest.raises(CohortError, match="'acuity' must be 1..5"):
+    with pytest.raises(CohortError, match=r"column 'acuity', row 0 \(sample_id '.+'\): 7 \(int64\) "
+                                         r"breaks the rule: integer 1-5"):
         validate(bad, "x.parquet")
     (tmp_path / "cohort.parquet").write_text("not parquet")
     with pytest.raises(CohortError, match="unreadable Parquet"):

@@ -301,13 +301,16 @@ def test_paper_grid_sweep_writes_contract_files_and_reproduces(tmp_path):
 @pytest.mark.slow
 def test_failing_trial_is_recorded_while_others_finish(tmp_path):
     space = tmp_path / "fails.yaml"
+    # a divergence only training can see (a setting the driver can check, such as 5 heads for
+    # d_model 48, is refused before any trial starts: tests/test_inputs.py)
     space.write_text("sampler: grid\nfixed: {epochs: 1, d_model: 48, ff_dim: 32, batch_size: 8}\n"
-                     "configs:\n  - {name: good, num_heads: 2}\n  - {name: bad, num_heads: 5}\n"
+                     "configs:\n  - {name: good, num_heads: 2}\n"
+                     "  - {name: bad, num_heads: 2, learning_rate: 1.0e+30, clip_norm: null, warmup_fraction: 0.0}\n"
                      "  - {name: also-good, num_heads: 3}\n")
     exp = sweep(tmp_path, "--search-space", str(space), "--name", "f", "--max-failures", "0")
     trials = pd.read_parquet(exp / "trials.parquet").set_index("param_config")
     assert trials.loc["bad", "status"] == "ERROR"
-    assert "d_model must be divisible by num_heads" in trials.loc["bad", "error"]
+    assert "NonFiniteLossError: non-finite" in trials.loc["bad", "error"]
     assert (trials.loc[["good", "also-good"], "status"] == "TERMINATED").all()
 
 
