@@ -190,7 +190,11 @@ def main(argv=None) -> None:
             if mode not in ("max", "min"):
                 parser.error(f"--objectives {item!r}: expected METRIC:max or METRIC:min")
             objectives[metric] = mode
-    for name, path in render(args.experiment_dir, objectives).items():
+    try:
+        rendered = render(args.experiment_dir, objectives)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(str(exc)) from None
+    for name, path in rendered.items():
         print(f"{name:24s} {path}")
 
 

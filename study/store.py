@@ -138,5 +138,9 @@ def load(experiment_dir: str | Path) -> dict[str, pd.DataFrame]:
         path = experiment_dir / file
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing; is {experiment_dir} a study experiment directory?")
-        out[name] = pd.read_parquet(path)
+        try:
+            out[name] = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a torn file
+            raise ValueError(f"{path}: unreadable ({str(exc).splitlines()[0]}); it is rebuilt from the trial "
+                             f"directories by `python study/run.py --storage STORAGE --name NAME --resume`") from None
     return out

@@ -1,6 +1,7 @@
 """Data: synthetic cohort, MIMIC builder, preprocessing, cached features, input pipeline."""
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -265,13 +266,19 @@ def test_mimic_bad_inputs_name_the_file(tmp_path):
         build(cxr, ed, tmp_path / "out")
 
 
+def test_readme_cohort_table_is_the_schema():
+    from data.schema import markdown_table
+
+    assert markdown_table() in (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
 def test_cohort_validation_names_the_column(tmp_path, tiny_cohort):
     df = pd.read_parquet(tiny_cohort / "cohort.parquet")
     with pytest.raises(CohortError, match=r"missing column\(s\) \['report'\]"):
         validate(df.drop(columns=["report"]), "x.parquet")
     bad = df.copy()
     bad.loc[0, "acuity"] = 7
-    with pytest.raises(CohortError, match=r"column 'acuity', row 0 \(sample_id '.+'\): 7 \(int64\) "
+    with pytest.raises(CohortError, match=r"column 'acuity', row 0 \(sample_id '.+'\): 7 \(int\) "
                                          r"breaks the rule: integer 1-5"):
         validate(bad, "x.parquet")
     (tmp_path / "cohort.parquet").write_text("not parquet")

@@ -234,3 +234,28 @@ def test_evaluate_refuses_unreadable_report_files(name, content, flags, expect, 
     with pytest.raises(SystemExit) as stop:
         evaluate_main([str(tmp_path / name), str(hypotheses), *flags])
     assert isinstance(stop.value.code, str) and expect in stop.value.code, stop.value.code
+
+
+def test_a_full_disk_is_one_line_with_the_path_and_what_to_do(tmp_path, monkeypatch):
+    import errno
+
+    import study.run
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cohort" / "cache" / "features.npy"))
+
+    monkeypatch.setattr(study.run, "prepare_data", full)
+    with pytest.raises(SystemExit) as stop:
+        run_main(["--storage", str(tmp_path), "--name", "x", "--search-space", "smoke", *TINY])
+    assert stop.value.code == (f"{tmp_path}/cohort/cache/features.npy: No space left on device; free some space "
+                               f"(or pass --storage / --cache-dir on another disk). Results already written are kept")
+
+
+def test_a_torn_results_table_says_how_to_rebuild_it(tmp_path):
+    from study.report import main as report_main
+
+    for name in ("trials.parquet", "epochs.parquet", "predictions.parquet"):
+        (tmp_path / name).write_bytes(b"PAR1 torn")
+    with pytest.raises(SystemExit) as stop:
+        report_main([str(tmp_path)])
+    assert "trials.parquet: unreadable" in stop.value.code and "--resume" in stop.value.code

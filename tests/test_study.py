@@ -307,7 +307,11 @@ def test_failing_trial_is_recorded_while_others_finish(tmp_path):
                      "configs:\n  - {name: good, num_heads: 2}\n"
                      "  - {name: bad, num_heads: 2, learning_rate: 1.0e+30, clip_norm: null, warmup_fraction: 0.0}\n"
                      "  - {name: also-good, num_heads: 3}\n")
-    exp = sweep(tmp_path, "--search-space", str(space), "--name", "f", "--max-failures", "0")
+    from study.run import run_study
+
+    exp, status = run_study(["--storage", str(tmp_path), "--data-dir", str(tmp_path / "cohort"), *TINY,
+                             "--search-space", str(space), "--name", "f", "--max-failures", "0"])
+    assert status == 1  # the process exits non-zero: a trial failed
     trials = pd.read_parquet(exp / "trials.parquet").set_index("param_config")
     assert trials.loc["bad", "status"] == "ERROR"
     assert "NonFiniteLossError: non-finite" in trials.loc["bad", "error"]
