@@ -41,17 +41,6 @@ def read_reports(path: str, column: str) -> list[str]:
     return reports
 
 
-def check_bertscore_model(model: str | None) -> None:
-    """A model named on the command line must be on this machine: nothing downloads here."""
-    if model is None or Path(model).is_dir():
-        return
-    from huggingface_hub import try_to_load_from_cache
-
-    if not isinstance(try_to_load_from_cache(model, "config.json"), str):
-        raise SystemExit(f"--bertscore-model {model}: not a local directory and not in the Hugging Face "
-                         f"cache; pass a directory holding the model (nothing is downloaded)")
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m study.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("references", help="reference reports (.txt one per line, or .csv/.parquet with 'reference')")
@@ -63,17 +52,24 @@ def main(argv=None) -> dict:
     parser.add_argument("--rescale", action="store_true", help="rescale with bert-score's baseline")
     parser.add_argument("--no-bertscore", action="store_true", help="skip BERTScore")
     parser.add_argument("--per-sample", default=None, help="also write per-sample scores to this CSV")
+    parser.add_argument("--learned-scorers", nargs="+", default=None, choices=["chexbert", "radgraph"],
+                        help="also CheXbert F1 / RadGraph F1 when their weights are on this machine "
+                             "(skipped with one line otherwise; nothing downloads)")
     args = parser.parse_args(argv)
-    if args.bertscore_layers is not None and args.bertscore_layers < 1:
-        raise SystemExit(f"--bertscore-layers: must be an integer >= 1, got {args.bertscore_layers}")
-    if not args.no_bertscore:
-        check_bertscore_model(args.bertscore_model)
+    layers = args.bertscore_layers if args.bertscore_layers is not None else (6 if args.bertscore_model is None else None)
+    config = None if args.no_bertscore else BertScoreConfig(args.bertscore_model, layers, args.rescale)
+    if config is not None:
+        try:
+            config.check()
+        except ValueError as exc:
+            raise SystemExit(str(exc).replace("--bertscore-rescale", "--rescale")) from None
     refs, hyps = read_reports(args.references, "reference"), read_reports(args.hypotheses, "generated")
     if len(refs) != len(hyps):
         raise SystemExit(f"{args.references} has {len(refs)} reports but {args.hypotheses} has {len(hyps)}")
-    layers = args.bertscore_layers or (6 if args.bertscore_model is None else None)
-    config = None if args.no_bertscore else BertScoreConfig(args.bertscore_model, layers, args.rescale)
-    metrics, per_sample = evaluate(references=refs, generated=hyps, bertscore=config)
+    from .scorers import usable
+
+    learned = usable(args.learned_scorers, announce=lambda line: print(line, file=sys.stderr))
+    metrics, per_sample = evaluate(references=refs, generated=hyps, bertscore=config, learned=learned)
     if args.per_sample:
         per_sample.to_csv(args.per_sample, index=False)
     json.dump(metrics, sys.stdout, indent=2)

@@ -33,11 +33,12 @@ import os
 import re
 import string
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .labeler import FINDINGS, positive_vector
+from .labeler import FINDINGS, positive_vectors
 
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
 
@@ -139,6 +140,28 @@ class BertScoreConfig:
     def resolved_model(self) -> str:
         return self.model or _default_bertscore_model()
 
+    def check(self) -> None:
+        """Raise ``ValueError`` unless BERTScore can run with this configuration on this machine,
+        without downloading: the model is the shipped one, a local directory or in the Hugging Face
+        cache; layers >= 1; rescaling only for a model bert-score has a baseline for."""
+        if self.num_layers is not None and (isinstance(self.num_layers, bool) or not isinstance(self.num_layers, int)
+                                            or self.num_layers < 1):
+            raise ValueError(f"--bertscore-layers: must be an integer >= 1, got {self.num_layers!r}")
+        if self.model is not None and not os.path.isdir(self.model):
+            from huggingface_hub import try_to_load_from_cache
+
+            if not isinstance(try_to_load_from_cache(self.model, "config.json"), str):
+                raise ValueError(f"--bertscore-model {self.model}: not a local directory and not in the Hugging "
+                                 f"Face cache; pass a directory holding the model (nothing is downloaded)")
+        if self.rescale:
+            import bert_score
+
+            name = self.model or "the shipped MiniLM"
+            baseline = Path(bert_score.__file__).parent / "rescale_baseline" / "en" / f"{self.model}.tsv"
+            if self.model is None or not baseline.is_file():
+                raise ValueError(f"--bertscore-rescale: bert-score has no rescale baseline for {name}; "
+                                 f"drop the flag or name a model it has one for (e.g. distilroberta-base)")
+
 
 def bertscore_f1(references, hypotheses, config: BertScoreConfig = BertScoreConfig()) -> np.ndarray:
     """Per-sample BERTScore F1 (batched; never downloads when the model is a local directory)."""
@@ -178,8 +201,8 @@ def _prf(true: np.ndarray, pred: np.ndarray, prefix: str) -> dict:
 
 def clinical_efficacy(references, hypotheses) -> tuple[dict, np.ndarray, np.ndarray]:
     """CE metrics from the labeler, with the 0/1 label matrices of references and hypotheses."""
-    true = np.array([positive_vector(r) for r in references]).reshape(-1, len(FINDINGS))
-    pred = np.array([positive_vector(h) for h in hypotheses]).reshape(-1, len(FINDINGS))
+    true = np.array(positive_vectors(references)).reshape(-1, len(FINDINGS))
+    pred = np.array(positive_vectors(hypotheses)).reshape(-1, len(FINDINGS))
     return _prf(true, pred, "ce"), true, pred
 
 
@@ -208,6 +231,7 @@ _PRF = tuple(f"{m}{avg}" for avg in ("", "_macro", "_example") for m in ("precis
 # ``loss_<task>``: the validation loss every epoch reports (``val_loss_text``, ...).
 METRICS = {
     "text": ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco", "cider", "bertscore_f1",
+             "chexbert_f1", "radgraph_f1",  # only with --learned-scorers (study.scorers)
              *(f"ce_{m}" for m in _PRF), "loss_text"),
     "oc": ("oc_accuracy", "oc_mae", "oc_mse", "oc_acc_corr", "loss_oc"),
     "ml": (*(f"ml_{m}" for m in _PRF if not m.endswith("_example")), "ml_hamming", "ml_exact_match", "loss_ml"),
@@ -223,12 +247,13 @@ def task_of_metric(name: str) -> str | None:
 # ---- one entry point ----------------------------------------------------------------------------
 def evaluate(*, sample_ids=None, references=None, generated=None, oc_true=None, oc_pred=None,
              ml_true=None, ml_prob=None, threshold: float = 0.5,
-             bertscore: BertScoreConfig | None = BertScoreConfig()) -> tuple[dict, pd.DataFrame]:
+             bertscore: BertScoreConfig | None = BertScoreConfig(), learned: tuple = ()) -> tuple[dict, pd.DataFrame]:
     """All metrics of the tasks given (a task left as ``None`` is left out, never zero).
 
     Returns the flat metric dict named as the Parquet contract (``bleu1``, ``rouge_l``, ``ce_f1``,
     ``oc_accuracy``, ``ml_f1``, ...) and a per-sample table for ``predictions.parquet``.
-    ``bertscore=None`` skips BERTScore.
+    ``bertscore=None`` skips BERTScore; ``learned`` names :mod:`study.scorers` to add (their
+    weights must be on this machine: check with :func:`study.scorers.usable` first).
     """
     n = next(len(x) for x in (generated, oc_true, ml_true) if x is not None)
     per = pd.DataFrame({"sample_id": sample_ids if sample_ids is not None else np.arange(n)})
@@ -248,6 +273,11 @@ def evaluate(*, sample_ids=None, references=None, generated=None, oc_true=None, 
             per["bertscore_f1"] = bs
         for j, f in enumerate(FINDINGS):
             per[f"ce_pred_{f}"] = ce_pred[:, j]
+        if learned:
+            from . import scorers
+
+            for name in learned:
+                metrics.update(scorers.score(name, references, generated))
     if oc_true is not None:
         metrics.update(ordinal_metrics(oc_true, oc_pred))
         per = per.assign(acuity_true=np.asarray(oc_true, int), acuity_pred=np.asarray(oc_pred, int))

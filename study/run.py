@@ -78,6 +78,16 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
                    help="study seed: the sampler's, and with each configuration and repeat index, every trial's training seed")
     p.add_argument("--data-seed", type=int, default=0,
                    help="seed of the synthetic cohort (part of the data fingerprint; independent of --seed)")
+    p.add_argument("--bertscore-model", default=None,
+                   help="BERTScore model inside trials: a local directory or a cached Hugging Face name "
+                        "(default: the shipped MiniLM-L6; nothing downloads)")
+    p.add_argument("--bertscore-layers", type=int, default=None,
+                   help="its layer (default 6 for the shipped model, bert-score's default otherwise)")
+    p.add_argument("--bertscore-rescale", action="store_true",
+                   help="rescale BERTScore with bert-score's baseline for the model")
+    p.add_argument("--learned-scorers", nargs="+", default=None, choices=["chexbert", "radgraph"],
+                   help="also score reports with CheXbert F1 / RadGraph F1 when their weights are on "
+                        "this machine (skipped with one line otherwise; nothing downloads)")
     p.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
     p.add_argument("--verbose", action="store_true", help="show Ray, TensorFlow and Optuna logs in the terminal")
     if suppress_defaults:
@@ -477,6 +487,23 @@ def _run(args) -> tuple[Path, int]:
         raise SystemExit(f"--set: {exc}") from None
     if args.max_epochs is not None:
         space.fixed["epochs"] = args.max_epochs
+    from study.metrics import BertScoreConfig
+
+    bertscore = BertScoreConfig(args.bertscore_model, args.bertscore_layers if args.bertscore_layers is not None
+                                else (6 if args.bertscore_model is None else None), args.bertscore_rescale)
+    try:
+        bertscore.check()
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    from study.scorers import METRIC, usable
+
+    learned = usable(args.learned_scorers)
+    space.fixed.update(bertscore_model=bertscore.model, bertscore_layers=bertscore.num_layers,
+                       bertscore_rescale=bertscore.rescale, learned_scorers=list(learned))
+    for objective in space.metrics:
+        missing = [n for n, m in METRIC.items() if objective == f"val_{m}" and n not in learned]
+        if missing:
+            raise SystemExit(f"objective {objective} needs --learned-scorers {missing[0]} with its weights on this machine")
     space.repeats = args.repeats if args.repeats is not None else space.repeats
     args.repeats = space.repeats
     problems = space.check()

@@ -18,7 +18,7 @@ from model.config import TASKS, ModelConfig, TrainConfig
 MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks", "modalities"}
 TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "warmup_fraction", "schedule", "clip_norm",
               "patience", "weighting", "dwa_temperature", "alpha", "beta", "gamma", "precision"}
-EVAL_KEYS = {"bertscore", "beam_width"}
+EVAL_KEYS = {"bertscore", "beam_width", "bertscore_model", "bertscore_layers", "bertscore_rescale", "learned_scorers"}
 SETTING_KEYS = MODEL_KEYS | TRAIN_KEYS | EVAL_KEYS
 LOSS_WEIGHTS = {"text": "alpha", "oc": "beta", "ml": "gamma"}  # L = a L_text + b L_oc + c L_ml
 
@@ -47,7 +47,11 @@ def build_configs(settings: dict, dataset=None, seed: int = 0):
     train_kw = {k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "warmup_fraction",
                                           "schedule", "clip_norm", "patience", "precision") if k in settings}
     train_cfg = TrainConfig(**train_kw, weighting=weighting, weighting_options=options, seed=seed)
-    eval_opts = {"bertscore": True, "beam_width": 1, **{k: settings[k] for k in EVAL_KEYS if k in settings}}
+    eval_opts = {"bertscore": True, "beam_width": 1, "bertscore_model": None, "bertscore_layers": None,
+                 "bertscore_rescale": False, "learned_scorers": (),
+                 **{k: settings[k] for k in EVAL_KEYS if k in settings}}
+    if eval_opts["bertscore_model"] is None and eval_opts["bertscore_layers"] is None:
+        eval_opts["bertscore_layers"] = 6  # the shipped MiniLM-L6: its last layer
     if not isinstance(eval_opts["bertscore"], bool):
         raise ValueError(f"bertscore must be true or false, got {eval_opts['bertscore']!r}")
     if not _is_int(eval_opts["beam_width"]) or eval_opts["beam_width"] < 1:

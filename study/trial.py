@@ -83,7 +83,9 @@ def evaluate_split(model, dataset: PreparedDataset, split: str, eval_opts: dict)
         oc_pred=decode_ordinal(pred["oc"]) if "oc" in tasks else None,
         ml_true=pred["findings"] if "ml" in tasks else None,
         ml_prob=pred["ml"] if "ml" in tasks else None,
-        bertscore=BertScoreConfig() if eval_opts["bertscore"] else None)
+        bertscore=BertScoreConfig(eval_opts["bertscore_model"], eval_opts["bertscore_layers"],
+                                  eval_opts["bertscore_rescale"]) if eval_opts["bertscore"] else None,
+        learned=tuple(eval_opts["learned_scorers"]))
     return {f"{SPLIT_PREFIX[split]}_{k}": v for k, v in metrics.items()}, per
 
 

@@ -126,6 +126,15 @@ CASES = [
          r"^--storage .*: a path on this machine, but trials may run on others .*Pass --storage s3://"),
     Case("mimic without data-dir", ["--data", "mimic"], r"^--data mimic needs --data-dir"),
     Case("mimic data-dir without cohort", ["--data", "mimic", "--data-dir", "{store}/none"], r"^--data-dir .*none: no cohort.parquet there"),
+    Case("bertscore model not on this machine", ["--bertscore-model", "no-such-model"],
+         r"^--bertscore-model no-such-model: not a local directory and not in the Hugging Face cache"),
+    Case("bertscore layers zero", ["--bertscore-layers", "0"], r"^--bertscore-layers: must be an integer >= 1, got 0$"),
+    Case("bertscore rescale without a baseline", ["--bertscore-rescale"],
+         r"^--bertscore-rescale: bert-score has no rescale baseline for the shipped MiniLM"),
+    Case("objective of a learned scorer without weights", ["--search-space", "{space}"],
+         r"^objective val_chexbert_f1 needs --learned-scorers chexbert with its weights on this machine$",
+         space="sampler: random\nobjectives: [{metric: val_chexbert_f1, mode: max}]\n"
+               "params:\n  num_heads: {type: categorical, choices: [2]}\n"),
     Case("weights file missing", ["--weights", "{store}/w.h5"], r"^--weights .*w.h5: expected imagenet, none, or an existing weights file$"),
     # ---- cohort tables: the column and the row
     Case("cohort column missing", [], r"cohort.parquet: missing column\(s\) \['report'\]", cohort=lambda df: df.drop(columns=["report"])),
@@ -259,3 +268,14 @@ def test_a_torn_results_table_says_how_to_rebuild_it(tmp_path):
     with pytest.raises(SystemExit) as stop:
         report_main([str(tmp_path)])
     assert "trials.parquet: unreadable" in stop.value.code and "--resume" in stop.value.code
+
+
+def test_bertscore_flags_reach_the_trials_settings():
+    """--bertscore-* become fixed settings of every trial (so trials score as study.evaluate does)."""
+    from study.settings import build_configs
+
+    _, _, shipped = build_configs({})
+    assert (shipped["bertscore_model"], shipped["bertscore_layers"], shipped["bertscore_rescale"]) == (None, 6, False)
+    _, _, chosen = build_configs({"bertscore_model": "/models/clinicalbert", "bertscore_layers": 9,
+                                  "bertscore_rescale": True})
+    assert (chosen["bertscore_model"], chosen["bertscore_layers"], chosen["bertscore_rescale"]) == ("/models/clinicalbert", 9, True)
