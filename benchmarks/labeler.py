@@ -1,4 +1,4 @@
-"""5. Labeler speed: reports per second on one core, against spaCy's tokenizer alone.
+"""7. Labeler speed: reports per second on one core, against spaCy's tokenizer alone.
 
     python -m benchmarks.labeler [--quick]
 
@@ -46,8 +46,8 @@ def run(ws) -> Outcome:
     print(f"labeler: {labeler:.0f} reports/s; spaCy tokenizer alone: {tokens_only:.0f} reports/s "
           f"({len(reports)} reports, {words:.0f} words each on average)")
     return Outcome("labeler", [
-        Finding("5 Labeler", "reports/s, labeler (one core)", labeler, 500.0, "reports/s", labeler / 500.0, (">=", 1.0)),
-        Finding("5 Labeler", "labeler vs tokenizing alone", labeler, tokens_only, "reports/s", labeler / tokens_only),
+        Finding("7 Labeler", "reports/s, labeler (one core)", labeler, 500.0, "reports/s", labeler / 500.0, (">=", 1.0)),
+        Finding("7 Labeler", "labeler vs tokenizing alone", labeler, tokens_only, "reports/s", labeler / tokens_only),
     ], {"reports": len(reports), "mean_words": words, "labeler_per_s": labeler, "tokenizer_per_s": tokens_only})
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from .weighting import STRATEGIES
+
 TASKS = ("text", "oc", "ml")
 MODALITIES = ("image", "clinical")  # EfficientNet features; the ten non-imaging features
 
@@ -65,7 +67,7 @@ class ModelConfig:
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 SCHEDULES = ("constant", "linear", "cosine", "inverse_sqrt")  # decay after warmup (model.schedules)
-WEIGHTINGS = ("static", "uncertainty", "dwa")                  # model.weighting.STRATEGIES
+WEIGHTINGS = tuple(STRATEGIES)  # model/weighting: one file per strategy
 
 
 @dataclass
@@ -95,8 +97,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}"
                                  + (" (mixed_float16 would need loss scaling, which this loop does not do)"
                                     if name == "precision" else ""))
-        if "temperature" in self.weighting_options:
-            _require("dwa_temperature", self.weighting_options["temperature"], low=0.0, low_open=True)
+        known = STRATEGIES[self.weighting][1]
+        for option, value in self.weighting_options.items():
+            if option not in known:
+                raise ValueError(f"weighting {self.weighting!r} takes options {list(known)}, got {option!r}")
+            _require(f"{self.weighting} option {option}", value, low=0.0)
 
 
 def _require(name: str, value, *, integer: bool = False, low=None, high=None,

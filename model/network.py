@@ -71,6 +71,16 @@ class ReportModel(keras.Model):
             out["ml"] = self.ml_head(encoded)
         return out
 
+    def task_variables(self) -> dict:
+        """Trainable variables by owner: ``"shared"`` (the encoder every task reads) and one list
+        per active task (its head; for text the whole decoder). Gradient-based weighting methods
+        combine the tasks' gradients on the shared ones only."""
+        heads = {"oc": ["oc_head"], "ml": ["ml_head"],
+                 "text": ["token_embedding", "position_embedding", "decoder_layers", "to_vocab"]}
+        groups = {t: [v for name in heads[t] for v in _variables_of(getattr(self, name))] for t in self.cfg.tasks}
+        owned = {id(v) for vs in groups.values() for v in vs}
+        return {"shared": [v for v in self.trainable_variables if id(v) not in owned], **groups}
+
     def get_config(self):
         return {"config": self.config_dict, "name": self.name}
 
@@ -95,3 +105,8 @@ def dummy_inputs(cfg: ModelConfig, batch: int) -> dict:
             "chief_complaint": np.zeros((batch, 4), "int32"),
             "icd_title": np.zeros((batch, 4), "int32"),
             "report_ids": np.full((batch, cfg.report_length), 2, "int32")}
+
+
+def _variables_of(part) -> list:
+    """Trainable variables of a layer or a list of layers."""
+    return [v for layer in (part if isinstance(part, list) else [part]) for v in layer.trainable_variables]

@@ -91,6 +91,9 @@ class Trainer:
             self.optimizer = keras.optimizers.Adam(self.schedule)
             self.variables = list(self.model.trainable_variables) + list(self.weighting.trainable_variables)
             self.optimizer.build(self.variables)
+            if self.weighting.per_task_gradients:
+                self.groups = self.model.task_variables()
+                self.weighting.prepare(sum(int(tf.size(v)) for v in self.groups["shared"]))
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
 
@@ -112,12 +115,21 @@ class Trainer:
         replicas = self.strategy.num_replicas_in_sync
 
         def step(inputs, targets):
-            with tf.GradientTape() as tape:
+            with tf.GradientTape(persistent=self.weighting.per_task_gradients) as tape:
                 outputs = self.model(inputs, training=True)
                 losses = {t: tf.reduce_sum(v) / global_batch for t, v in task_losses(outputs, targets).items()}
-                total = self.weighting.combine(losses, replica_share=1.0 / replicas)
+                if self.weighting.per_task_gradients:
+                    context = tf.distribute.get_replica_context()
+                    global_losses = context.all_reduce("SUM", {t: tf.stop_gradient(v) for t, v in losses.items()})
+                    objectives = self.weighting.objectives(losses, global_losses)
+                else:
+                    total = self.weighting.combine(losses, replica_share=1.0 / replicas)
             context = tf.distribute.get_replica_context()
-            grads = context.all_reduce("SUM", tape.gradient(total, self.variables))  # global gradient
+            if self.weighting.per_task_gradients:
+                grads = self._combined_gradients(tape, objectives, global_losses, context)
+                del tape
+            else:
+                grads = context.all_reduce("SUM", tape.gradient(total, self.variables))  # global gradient
             if clip:
                 grads, _ = tf.clip_by_global_norm(grads, clip)
             # The optimizer sums gradients over replicas once more, so the first replica hands it
@@ -128,6 +140,25 @@ class Trainer:
             return losses
 
         return self._replicated(step)
+
+    def _combined_gradients(self, tape, objectives: dict, global_losses: dict, context) -> list:
+        """Global gradients of every variable for a gradient-based method: each task's gradient of
+        the shared encoder, summed over replicas, goes to the strategy, which returns one shared
+        gradient; each head keeps its own task's gradient."""
+        tasks, shared = self.weighting.tasks, self.groups["shared"]
+        per_task = []
+        for t in tasks:  # (P,) each: dense, so every method can take inner products
+            g = tape.gradient(objectives[t], shared, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            per_task.append(tf.concat([tf.reshape(tf.convert_to_tensor(x), [-1]) for x in g], axis=0))
+        task_grads = context.all_reduce("SUM", tf.stack(per_task))                 # (T, P) global
+        combined = self.weighting.combine_gradients(task_grads, global_losses)     # (P,)
+        sizes = [int(tf.size(v)) for v in shared]
+        by_variable = {id(v): tf.reshape(part, v.shape) for v, part in zip(shared, tf.split(combined, sizes))}
+        for t in tasks:
+            heads = self.groups[t]
+            for v, g in zip(heads, context.all_reduce("SUM", tape.gradient(objectives[t], heads))):
+                by_variable[id(v)] = g
+        return [by_variable.get(id(v), tf.zeros_like(v)) for v in self.variables]
 
     def _make_eval_step(self):
         def step(inputs, targets):

@@ -14,10 +14,15 @@ from __future__ import annotations
 import math
 
 from model.config import TASKS, ModelConfig, TrainConfig
+from model.weighting import STRATEGIES
 
 MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks", "modalities"}
+# a strategy's options are set as <strategy>_<option> (cagrad_c, dwa_temperature, ...); static's
+# weights keep the paper's names a, b, c = alpha, beta, gamma
+STRATEGY_KEYS = {f"{name}_{option}" for name, (_, options) in STRATEGIES.items() if name != "static"
+                 for option in options}
 TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "warmup_fraction", "schedule", "clip_norm",
-              "patience", "weighting", "dwa_temperature", "alpha", "beta", "gamma", "precision"}
+              "patience", "weighting", "alpha", "beta", "gamma", "precision"} | STRATEGY_KEYS
 EVAL_KEYS = {"bertscore", "beam_width", "bertscore_model", "bertscore_layers", "bertscore_rescale", "learned_scorers"}
 SETTING_KEYS = MODEL_KEYS | TRAIN_KEYS | EVAL_KEYS
 LOSS_WEIGHTS = {"text": "alpha", "oc": "beta", "ml": "gamma"}  # L = a L_text + b L_oc + c L_ml
@@ -42,8 +47,9 @@ def build_configs(settings: dict, dataset=None, seed: int = 0):
         options = {k: settings.get(k, 1.0) for k in ("alpha", "beta", "gamma")}
         _check_loss_weights(options, model_cfg.tasks)
         options = {k: float(v) for k, v in options.items()}
-    elif weighting == "dwa" and "dwa_temperature" in settings:
-        options = {"temperature": settings["dwa_temperature"]}
+    else:  # <weighting>_<option> settings of the chosen strategy (the others' are inert)
+        prefix = f"{weighting}_"
+        options = {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix) and k in STRATEGY_KEYS}
     train_kw = {k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "warmup_fraction",
                                           "schedule", "clip_norm", "patience", "precision") if k in settings}
     train_cfg = TrainConfig(**train_kw, weighting=weighting, weighting_options=options, seed=seed)

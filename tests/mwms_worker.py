@@ -17,7 +17,10 @@ from data.dataset import PreparedDataset  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
 from model.train import TrainConfig, Trainer  # noqa: E402
 
-STRATEGIES = {"static": {"alpha": 0.6, "beta": 0.3, "gamma": 0.1}, "uncertainty": {}, "dwa": {}}
+STRATEGIES = {"static": {"alpha": 0.6, "beta": 0.3, "gamma": 0.1}, "uncertainty": {}, "dwa": {},
+              # gradient methods (per-task gradients summed over replicas before combining) and FAMO
+              "gradnorm": {}, "pcgrad": {}, "cagrad": {}, "imtl": {}, "nashmtl": {}, "alignedmtl": {},
+              "dbmtl": {}, "famo": {}}
 
 
 def train(dataset, weighting: str, strategy=None) -> Trainer:

@@ -73,9 +73,9 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
     data = json.loads(out.read_text())
     assert data["quick"] is True and data["machine"]["cores"] >= 1 and data["machine"]["tensorflow"]
     by_name = {b["name"]: b for b in data["benchmarks"]}
-    assert set(by_name) == {"feature_cache", "decoding", "throughput", "search", "sweep"}
+    assert set(by_name) == {"feature_cache", "decoding", "throughput", "labeler", "search", "sweep"}
     findings = [f for b in data["benchmarks"] for f in b["findings"]]
-    assert {f["benchmark"].split()[0] for f in findings} == {"1", "2", "3", "4", "5", "6"}
+    assert {f["benchmark"].split()[0] for f in findings} == {"1", "2", "3", "4", "5", "6", "7"}
     for f in findings:
         assert math.isfinite(f["ratio"]) and f["met"] in (True, False, None)
         assert f["target"] is None or f["target"][0] in ("<=", ">=")
@@ -90,6 +90,9 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
     throughput = by_name["throughput"]["details"]
     assert throughput["step_flops"] > 0 and set(throughput["variants"]) == {"float32", "mixed bfloat16", "float32 + XLA"}
     assert 0 < throughput["matmul_share"] <= 1 and sum(p["share"] for p in throughput["profile"]) <= 1 + 1e-9
+
+    labeler = by_name["labeler"]["details"]
+    assert labeler["reports"] == 200 and labeler["labeler_per_s"] > 0 and labeler["tokenizer_per_s"] > 0
 
     found = by_name["search"]["details"]
     assert set(found["surrogate_loo_r2"]) == {"val_loss_text", "val_loss_oc", "val_loss_ml"}

@@ -104,7 +104,7 @@ def test_static_weighting_arithmetic():
     assert float(w.combine(LOSSES)) == pytest.approx(0.6 * 2 + 0.3 * 1 + 0.1 * 0.5)
     assert w.weights() == pytest.approx({"text": 0.6, "oc": 0.3, "ml": 0.1})
     with pytest.raises(ValueError, match="weighting must be one of"):
-        make_weighting("gradnorm", TASKS)
+        make_weighting("mgda", TASKS)
 
 
 def test_uncertainty_weighting_arithmetic():
