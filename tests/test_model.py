@@ -284,9 +284,10 @@ def test_training_lowers_every_task_loss(tiny_dataset):
 def test_two_workers_on_half_batches_equal_one_process_on_the_whole(tiny_dataset, tmp_path):
     """Two MultiWorkerMirroredStrategy worker processes, each on half of every batch, against one
     process on the whole batch, from the same initial weights: 15 steps with a binding clip norm,
-    for static, uncertainty and DWA weighting (an image-only OC + ML model: no embeddings, see
-    tests/mwms_worker.py). Losses and every variable agree within 1e-5 (measured 3e-8; before the
-    fix, when each replica clipped its own gradient and added the regulariser, 5e-4)."""
+    for every weighting strategy, loss- and gradient-based (an image-only OC + ML model: no
+    embeddings, see tests/mwms_worker.py). Losses and every variable agree within 1e-5 (static
+    measured 3e-8; before the fix, when each replica clipped its own gradient and added the
+    regulariser, 5e-4)."""
     import os
     import socket
     import subprocess
