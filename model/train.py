@@ -115,16 +115,15 @@ class Trainer:
         replicas = self.strategy.num_replicas_in_sync
 
         def step(inputs, targets):
+            context = tf.distribute.get_replica_context()
             with tf.GradientTape(persistent=self.weighting.per_task_gradients) as tape:
                 outputs = self.model(inputs, training=True)
                 losses = {t: tf.reduce_sum(v) / global_batch for t, v in task_losses(outputs, targets).items()}
                 if self.weighting.per_task_gradients:
-                    context = tf.distribute.get_replica_context()
                     global_losses = context.all_reduce("SUM", {t: tf.stop_gradient(v) for t, v in losses.items()})
                     objectives = self.weighting.objectives(losses, global_losses)
                 else:
                     total = self.weighting.combine(losses, replica_share=1.0 / replicas)
-            context = tf.distribute.get_replica_context()
             if self.weighting.per_task_gradients:
                 grads = self._combined_gradients(tape, objectives, global_losses, context)
                 del tape

@@ -56,8 +56,8 @@ def main(argv=None) -> dict:
                         help="also CheXbert F1 / RadGraph F1 when their weights are on this machine "
                              "(skipped with one line otherwise; nothing downloads)")
     args = parser.parse_args(argv)
-    layers = args.bertscore_layers if args.bertscore_layers is not None else (6 if args.bertscore_model is None else None)
-    config = None if args.no_bertscore else BertScoreConfig(args.bertscore_model, layers, args.rescale)
+    config = None if args.no_bertscore else BertScoreConfig.for_model(args.bertscore_model, args.bertscore_layers,
+                                                                      args.rescale)
     if config is not None:
         try:
             config.check()

@@ -137,6 +137,14 @@ class BertScoreConfig:
     batch_size: int = 64
     device: str | None = None         # None: GPU when torch sees one
 
+    @classmethod
+    def for_model(cls, model: str | None = None, num_layers: int | None = None, rescale: bool = False):
+        """As the command line gives it: unset layers mean 6 for the shipped MiniLM-L6 (its last
+        layer) and bert-score's own default for a named model."""
+        if num_layers is None and model is None:
+            num_layers = 6
+        return cls(model, num_layers, rescale)
+
     def resolved_model(self) -> str:
         return self.model or _default_bertscore_model()
 

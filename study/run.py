@@ -489,8 +489,7 @@ def _run(args) -> tuple[Path, int]:
         space.fixed["epochs"] = args.max_epochs
     from study.metrics import BertScoreConfig
 
-    bertscore = BertScoreConfig(args.bertscore_model, args.bertscore_layers if args.bertscore_layers is not None
-                                else (6 if args.bertscore_model is None else None), args.bertscore_rescale)
+    bertscore = BertScoreConfig.for_model(args.bertscore_model, args.bertscore_layers, args.bertscore_rescale)
     try:
         bertscore.check()
     except ValueError as exc:

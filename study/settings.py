@@ -16,6 +16,8 @@ import math
 from model.config import TASKS, ModelConfig, TrainConfig
 from model.weighting import STRATEGIES
 
+from .metrics import BertScoreConfig
+
 MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks", "modalities"}
 # a strategy's options are set as <strategy>_<option> (cagrad_c, dwa_temperature, ...); static's
 # weights keep the paper's names a, b, c = alpha, beta, gamma
@@ -56,8 +58,8 @@ def build_configs(settings: dict, dataset=None, seed: int = 0):
     eval_opts = {"bertscore": True, "beam_width": 1, "bertscore_model": None, "bertscore_layers": None,
                  "bertscore_rescale": False, "learned_scorers": (),
                  **{k: settings[k] for k in EVAL_KEYS if k in settings}}
-    if eval_opts["bertscore_model"] is None and eval_opts["bertscore_layers"] is None:
-        eval_opts["bertscore_layers"] = 6  # the shipped MiniLM-L6: its last layer
+    eval_opts["bertscore_layers"] = BertScoreConfig.for_model(eval_opts["bertscore_model"],
+                                                              eval_opts["bertscore_layers"]).num_layers
     if not isinstance(eval_opts["bertscore"], bool):
         raise ValueError(f"bertscore must be true or false, got {eval_opts['bertscore']!r}")
     if not _is_int(eval_opts["beam_width"]) or eval_opts["beam_width"] < 1:

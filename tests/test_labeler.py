@@ -37,7 +37,7 @@ def accuracy_table(cases=CASES) -> dict:
                 row[0] += ok
                 row[1] += 1
     return {"finding": by_finding, "status": by_status,
-            "reports": sum(label_reports([t])[0] == {f: e.get(f) for f in FINDINGS} for t, e in cases)}
+            "reports": sum(labels == {f: e.get(f) for f in FINDINGS} for (_, e), labels in zip(cases, got))}
 
 
 def test_batch_and_single_labels_agree():

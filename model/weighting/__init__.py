@@ -36,7 +36,8 @@ def strategy_class(name: str):
 
 def make_weighting(name: str, tasks, **options):
     """Build a strategy; ``options`` are its keyword arguments (e.g. ``alpha`` for static)."""
-    unknown = set(options) - set(STRATEGIES.get(name, ("", ()))[1])
-    if name in STRATEGIES and unknown:
+    cls = strategy_class(name)
+    unknown = set(options) - set(STRATEGIES[name][1])
+    if unknown:
         raise ValueError(f"weighting {name!r} takes options {list(STRATEGIES[name][1])}, got {sorted(unknown)}")
-    return strategy_class(name)(tasks, **options)
+    return cls(tasks, **options)
