@@ -37,7 +37,7 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     p = _Parser(prog="python study/run.py", description=__doc__.split("\n")[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", help="YAML file of defaults for these flags")
-    p.add_argument("--search-space", default="weights", help="shipped space name (paper, weights, full, smoke) or a YAML path")
+    p.add_argument("--search-space", default="weights", help="shipped space name (weights, paper, ablation, methods, full, smoke) or a YAML path")
     p.add_argument("--num-samples", type=int, default=None,
                    help="configurations to try (default: the space's num_samples; a grid runs each of its own)")
     p.add_argument("--repeats", type=int, default=None,
@@ -508,6 +508,9 @@ def _run(args) -> tuple[Path, int]:
     problems = space.check()
     if problems:
         raise SystemExit("\n".join(problems))
+    if space.budget and args.num_samples is not None and args.num_samples > space.num_samples:
+        raise SystemExit(f"--num-samples: at most {space.num_samples} (the sum of {space.path}'s budget per "
+                         f"{space.budget[0]}; fewer stops after that many turns), got {args.num_samples}")
     num_configs = args.num_samples if args.num_samples is not None else space.num_samples
     if space.grid_size() and num_configs != space.grid_size():
         if args.num_samples is not None:

@@ -30,6 +30,17 @@ SETTING_KEYS = MODEL_KEYS | TRAIN_KEYS | EVAL_KEYS
 LOSS_WEIGHTS = {"text": "alpha", "oc": "beta", "ml": "gamma"}  # L = a L_text + b L_oc + c L_ml
 
 
+def strategy_of_setting(key: str) -> str | None:
+    """The one weighting strategy that reads setting ``key`` (``static`` for the loss weights,
+    ``cagrad`` for ``cagrad_c``), or None for a setting every trial uses. Under any other
+    strategy the setting is inert: a search space samples it only when that strategy is chosen."""
+    if key in ("loss_weights", *LOSS_WEIGHTS.values()):
+        return "static"
+    if key in STRATEGY_KEYS:
+        return next(name for name in STRATEGIES if key.startswith(f"{name}_") and key[len(name) + 1:] in STRATEGIES[name][1])
+    return None
+
+
 def _as_tuple(value):
     return tuple([value] if isinstance(value, str) else value)
 

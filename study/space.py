@@ -28,6 +28,18 @@ uniform over that ordered region.
 **Repeats.** Every configuration the sampler proposes (or every named configuration of a grid) is
 trained ``repeats`` times with different seeds; the sampler is told the mean over those seeds.
 
+**Conditional parameters.** A setting only one weighting strategy reads is sampled only when
+the space chooses that strategy: with ``weighting`` among the params, ``loss_weights`` (and
+``alpha``, ``beta``, ``gamma``) only in ``static`` trials, ``cagrad_c`` only in ``cagrad`` trials.
+An adaptive method's trials then carry no inert a, b, c into the sampler, the parameter
+importance or the simplex plot (Optuna's define-by-run: the strategy is drawn first). A param no
+chosen strategy reads is refused.
+
+**A budget per choice.** ``weighting: {type: categorical, choices: [...], budget: {static: 8,
+pcgrad: 1, ...}}`` gives every choice its own number of configurations (``num_samples`` is their
+sum); the choices take turns, and the sampler draws the other parameters. A choice with nothing
+else to sample gets 1: more would train the same configuration again (raise ``repeats``).
+
 **Groups and baseline.** In a grid of named configurations, a *group* is a name and every name
 that extends it with ``-`` (``STL`` holds ``STL-text``, ``STL-oc``, ``STL-ml``). ``baseline``
 names the group the others are compared with; a metric's baseline value comes from the baseline
@@ -37,6 +49,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +57,7 @@ import optuna
 import yaml
 
 from .metrics import METRICS, task_of_metric
-from .settings import SETTING_KEYS, build_configs
+from .settings import SETTING_KEYS, build_configs, strategy_of_setting
 DEFAULT_OBJECTIVES = [{"metric": "val_rouge_l", "mode": "max"},
                       {"metric": "val_oc_accuracy", "mode": "max"},
                       {"metric": "val_ml_f1", "mode": "max"}]
@@ -108,6 +121,49 @@ class SearchSpace:
                 out[name] = optuna.distributions.CategoricalDistribution(spec["choices"])
         return out
 
+    def is_active(self, name: str, sampled: dict) -> bool:
+        """Whether param ``name`` is sampled at a point whose values so far are ``sampled``: a
+        strategy's own setting only when the space chose that strategy (see the module docs)."""
+        owner = strategy_of_setting(name)
+        return owner is None or "weighting" not in self.params or sampled.get("weighting") == owner
+
+    def suggest(self, trial) -> None:
+        """Define-by-run: draw this point's parameters on an Optuna ``trial`` (the weighting
+        strategy first, then what it reads). Ray's ``OptunaSearch`` records what is drawn."""
+        distributions = self.distributions()
+        if self.configs:
+            trial.suggest_categorical("config", distributions["config"].choices)
+        for name in sorted(self.params, key=lambda n: n != "weighting"):
+            if not self.is_active(name, trial.params):
+                continue
+            for key in ([f"{name}_u1", f"{name}_u2"] if self.params[name]["type"] == "simplex" else [name]):
+                d = distributions[key]
+                if isinstance(d, optuna.distributions.FloatDistribution):
+                    trial.suggest_float(key, d.low, d.high, log=d.log, step=d.step)
+                elif isinstance(d, optuna.distributions.IntDistribution):
+                    trial.suggest_int(key, d.low, d.high, log=d.log, step=d.step)
+                else:
+                    trial.suggest_categorical(key, d.choices)
+
+    @property
+    def budget(self) -> tuple[str, dict] | None:
+        """``(param, {choice: configurations})`` for the param with a budget per choice, if any."""
+        return next(((n, s["budget"]) for n, s in self.params.items() if "budget" in s), None)
+
+    def enqueued(self) -> list[dict]:
+        """With a budget per choice: one partial point per configuration, the choices taking
+        turns (so a sweep stopped early has tried every choice), for Optuna's ``enqueue_trial``."""
+        if self.budget is None:
+            return []
+        name, budget = self.budget
+        left, points = dict(budget), []
+        while any(left.values()):
+            for choice in budget:
+                if left[choice]:
+                    points.append({name: choice})
+                    left[choice] -= 1
+        return points
+
     def sampler(self, seed: int):
         opts = dict(self.sampler_options)
         if self.sampler_name == "grid":
@@ -116,7 +172,9 @@ class SearchSpace:
             return optuna.samplers.GridSampler(grid, seed=seed)
         cls = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
                "random": optuna.samplers.RandomSampler}[self.sampler_name]
-        return cls(seed=seed, **opts)
+        with warnings.catch_warnings():  # e.g. TPE's ``group``, marked experimental: the space chose it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(seed=seed, **opts)
 
     def fix(self, settings: dict) -> None:
         """Fix settings for every trial (``--set``), checked as the file's ``fixed`` is. A setting
@@ -171,7 +229,13 @@ class SearchSpace:
         else:
             base = [options[n][0] for n in names]
             combos = [base[:i] + [choice] + base[i + 1:] for i, n in enumerate(names) for choice in options[n]]
-        return [{k: v for part in combo for k, v in part.items()} for combo in combos]
+        points = []
+        for combo in combos:
+            point = {k: v for part in combo for k, v in part.items()}
+            point = {k: v for k, v in point.items() if self.is_active(k.removesuffix("_u1").removesuffix("_u2"), point)}
+            if point not in points:
+                points.append(point)
+        return points
 
     def grid_size(self) -> int | None:
         if self.sampler_name != "grid":
@@ -191,6 +255,8 @@ class SearchSpace:
             settings.update({k: v for k, v in chosen.items() if k != "name"})
             record["config"] = chosen["name"]
         for name, spec in self.params.items():
+            if not self.is_active(name, sampled):
+                continue
             if spec["type"] == "simplex":
                 u1, u2 = sampled[f"{name}_u1"], sampled[f"{name}_u2"]
                 a, b, c = simplex_weights(u1, u2, spec.get("prioritise"))
@@ -199,9 +265,10 @@ class SearchSpace:
             else:
                 settings[name] = sampled[name]
                 record[name] = sampled[name]
-        for k in ("alpha", "beta", "gamma"):
-            if k in settings:
-                record[k] = settings[k]
+        if settings.get("weighting", "static") == "static":  # weights other strategies never read
+            for k in ("alpha", "beta", "gamma"):
+                if k in settings:
+                    record[k] = settings[k]
         return settings, record
 
 
@@ -271,6 +338,9 @@ def _check_param(path, name, spec):
         return
     if name not in SETTING_KEYS:
         _fail(path, key, f"unknown setting; known: {sorted(SETTING_KEYS)}")
+    unknown = set(spec) - {"type", "low", "high", "log", "step", "choices", "budget", "prioritise"}
+    if unknown:
+        _fail(path, f"{key}.{sorted(unknown)[0]}", "unknown key; known: type, low, high, log, step, choices, budget (categorical), prioritise (simplex)")
     if kind in ("float", "int"):
         for bound in ("low", "high"):
             if not isinstance(spec.get(bound), (int, float)) or isinstance(spec.get(bound), bool):
@@ -282,8 +352,33 @@ def _check_param(path, name, spec):
     elif kind == "categorical":
         if not isinstance(spec.get("choices"), list) or not spec["choices"]:
             _fail(path, f"{key}.choices", f"expected a non-empty list, got {spec.get('choices')!r}")
+        budget = spec.get("budget")
+        if budget is not None:
+            if not isinstance(budget, dict) or set(budget) != set(spec["choices"]):
+                _fail(path, f"{key}.budget", f"expected configurations for every choice {spec['choices']}, got {budget!r}")
+            for choice, n in budget.items():
+                if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                    _fail(path, f"{key}.budget.{choice}", f"expected a positive integer (configurations), got {n!r}")
     else:
         _fail(path, f"{key}.type", f"must be one of float, int, categorical, simplex; got {kind!r}")
+
+
+def _check_conditions(path, params: dict, fixed: dict) -> None:
+    """Refuse a param no trial reads (its strategy is never chosen), and a budget per choice
+    that would train one configuration again and again."""
+    chosen = params.get("weighting", {}).get("choices") or [fixed.get("weighting", "static")]
+    where = "params.weighting.choices" if "weighting" in params else "fixed.weighting" if "weighting" in fixed else "the default weighting"
+    for name in params:
+        owner = strategy_of_setting(name)
+        if owner is not None and owner not in chosen:
+            _fail(path, f"params.{name}", f"only weighting {owner} reads it, and {where} is {chosen if len(chosen) > 1 else chosen[0]!r}: "
+                                          f"no trial would use the sampled value")
+    for name, spec in params.items():
+        for choice, n in (spec.get("budget") or {}).items():
+            others = [p for p in params if p != name and (name != "weighting" or strategy_of_setting(p) in (None, choice))]
+            if n > 1 and not others:
+                _fail(path, f"params.{name}.budget.{choice}", f"{n} configurations of {choice} would all be the same "
+                                                                 f"(nothing else is sampled with it); give 1 and raise repeats for more seeds")
 
 
 def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
@@ -335,13 +430,22 @@ def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
         for k, v in c.items():
             if k != "name":
                 _check_setting(path, f"configs[{i}]", k, v)
+    _check_conditions(path, params, fixed)
     if sampler == "grid" and not configs:
         for name, spec in params.items():
             if spec["type"] != "categorical":
                 _fail(path, f"params.{name}", "the grid sampler needs categorical params (or configs)")
     if not params and not configs:
         _fail(path, "params", "a search space needs params (or configs for a grid)")
-    num_samples = raw.get("num_samples", 8)
+    budgeted = [n for n, spec in params.items() if "budget" in spec]
+    if budgeted and sampler == "grid":
+        _fail(path, f"params.{budgeted[0]}.budget", "a budget per choice is for tpe, nsga2 or random; a grid runs each choice once")
+    if len(budgeted) > 1:
+        _fail(path, f"params.{budgeted[1]}.budget", f"only one param may have a budget; {budgeted[0]} has one")
+    default_samples = sum(params[budgeted[0]]["budget"].values()) if budgeted else 8
+    num_samples = raw.get("num_samples", default_samples)
+    if budgeted and num_samples != default_samples:
+        _fail(path, "num_samples", f"must be the sum of params.{budgeted[0]}.budget ({default_samples}) or absent, got {num_samples!r}")
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         _fail(path, "num_samples", f"expected a positive integer, got {num_samples!r}")
     repeats = raw.get("repeats", 1)

@@ -276,8 +276,9 @@ def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, 
     from ray.tune.search.optuna import OptunaSearch
 
     space = context.space
-    search = RepeatedSearch(OptunaSearch(space.distributions(), metric=space.metrics, mode=space.modes,
-                                         sampler=space.sampler(context.seed)), repeat=repeats)
+    search = RepeatedSearch(OptunaSearch(space.suggest, metric=space.metrics, mode=space.modes,
+                                         sampler=space.sampler(context.seed),
+                                         points_to_evaluate=space.enqueued() or None), repeat=repeats)
     num_samples = num_configs * repeats
     scheduler = None
     if asha:
