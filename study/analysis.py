@@ -1,7 +1,7 @@
 """Analysis of an experiment's Parquet files (no Ray): configurations over seeds, Pareto fronts
-with their bootstrap uncertainty, hypervolume with fixed bounds, overfitting, the paper's recipe
-comparison and parameter importance. Plots (:mod:`study.plots`) draw only what these functions
-return, so every plotted number is tested here.
+with their bootstrap uncertainty, hypervolume with fixed bounds, weighting methods against tuned
+static weights, overfitting, the paper's recipe comparison and parameter importance. Plots
+(:mod:`study.plots`) draw only what these functions return, so every plotted number is tested here.
 
 A *trial* is one trained model (a configuration and a seed); a *configuration* is what the sampler
 proposed, trained ``repeats`` times. Answers are given per configuration, over its seeds: one seed
@@ -44,6 +44,47 @@ def pareto_mask(values: np.ndarray, directions) -> np.ndarray:
         dominated = np.any(np.all(s >= row, axis=1) & np.any(s > row, axis=1))
         mask[idx[j]] = not dominated
     return mask
+
+
+def nondominated_ranks(values: np.ndarray, directions) -> np.ndarray:
+    """Front index of each row under non-dominated sorting (Deb et al. 2002): 0 for the Pareto
+    front, 1 for the front of what remains, and so on. Rows must have no missing values."""
+    v = np.asarray(values, float)
+    ranks = np.full(len(v), -1)
+    rank = 0
+    while (ranks < 0).any():
+        left = np.flatnonzero(ranks < 0)
+        ranks[left[pareto_mask(v[left], directions)]] = rank
+        rank += 1
+    return ranks
+
+
+def crowding_distance(values: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance of rows on one front: per objective, the span between each
+    row's two neighbours over the front's span, summed; the extremes get infinity."""
+    v = np.asarray(values, float)
+    n, k = v.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(k):
+        order = np.argsort(v[:, j], kind="stable")
+        span = v[order[-1], j] - v[order[0], j]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (v[order[2:], j] - v[order[:-2], j]) / span
+    return distance
+
+
+def promotion_order(values: np.ndarray, directions) -> np.ndarray:
+    """Row indices best first: by non-dominated rank, then by crowding distance within a rank
+    (the more isolated first), as NSGA-II selects and MO-ASHA promotes."""
+    ranks = nondominated_ranks(values, directions)
+    crowd = np.zeros(len(ranks))
+    for r in np.unique(ranks):
+        on = ranks == r
+        crowd[on] = crowding_distance(np.asarray(values, float)[on])
+    return np.lexsort((-crowd, ranks))
 
 
 def finished(trials: pd.DataFrame) -> pd.DataFrame:
@@ -284,6 +325,96 @@ def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], bounds
     return pd.DataFrame(rows, columns=["n_configs", "config_id", "hypervolume"])
 
 
+# ---- weighting methods against tuned static weights ---------------------------------------------
+def weighting_of(trials: pd.DataFrame) -> pd.Series:
+    """Each configuration's weighting strategy (``param_weighting``; ``static`` where the space
+    fixed it), indexed by ``config_id``."""
+    done = trials.assign(config_id=config_key(trials))
+    column = done["param_weighting"] if "param_weighting" in done else pd.Series("static", index=done.index)
+    return column.fillna("static").groupby(done["config_id"], sort=False).first()
+
+
+def method_comparison(trials: pd.DataFrame, objectives: dict[str, str], *, reference: str = "static",
+                      n_boot: int = 1000, seed: int = 0, confidence: float = 0.95,
+                      min_seeds: int = 2) -> pd.DataFrame:
+    """Every weighting method against the front of tuned ``reference`` (static) weights.
+
+    One row per method: its configurations and finished models; ``hv`` the hypervolume of its
+    own configuration means (fixed bounds, :func:`objective_bounds`); ``hv_diff`` = hv(method) -
+    hv(reference); ``contribution`` = hv(reference + method) - hv(reference), what its
+    configurations add beyond the tuned static front (0 when all are dominated by it);
+    ``on_front`` how many of its configurations are on the front of every method's means.
+    Intervals (``_low``, ``_high``) and ``p_beyond`` (the share of resamples with a contribution
+    above 0) come from one bootstrap over seeds: each configuration's seeds are resampled with
+    replacement and every quantity recomputed on the same draw, so the differences are paired.
+    A contribution is never negative, so its interval alone cannot say "no better"; ``verdict``
+    reads ``hv_diff``'s interval: ``better``, ``worse`` or ``within seed noise``; ``too few seeds``
+    while a configuration of the method or of the reference has fewer than ``min_seeds`` (one
+    seed resamples to itself: an interval of zero width is no evidence)."""
+    columns = ["method", "configs", "models", "on_front", "hv", "hv_low", "hv_high", "hv_diff", "hv_diff_low",
+               "hv_diff_high", "contribution", "contribution_low", "contribution_high", "p_beyond", "verdict"]
+    values = _seed_values(trials, objectives)
+    method = weighting_of(trials)
+    methods = list(dict.fromkeys(method[list(values)]))
+    if reference not in methods:
+        return pd.DataFrame(columns=columns)
+    all_values = np.concatenate(list(values.values()))
+    bounds, _ = objective_bounds(objectives, all_values)
+    ids = {m: [c for c in values if method[c] == m] for m in methods}
+    rng = np.random.default_rng(seed)
+
+    def measures(means: dict) -> dict:  # {method: (hv, hv_diff, contribution)} for one set of means
+        stack = {m: np.stack([means[c] for c in ids[m]]) for m in methods}
+        ref_hv = fixed_hypervolume(stack[reference], objectives, bounds)
+        out = {}
+        for m in methods:
+            hv = fixed_hypervolume(stack[m], objectives, bounds)
+            joint = fixed_hypervolume(np.concatenate([stack[reference], stack[m]]), objectives, bounds)
+            out[m] = (hv, hv - ref_hv, joint - ref_hv)
+        return out
+
+    point = measures({c: v.mean(axis=0) for c, v in values.items()})
+    draws = [measures({c: v[rng.integers(0, len(v), len(v))].mean(axis=0) for c, v in values.items()})
+             for _ in range(n_boot)]
+    means = np.stack([values[c].mean(axis=0) for c in values])
+    front = dict(zip(values, pareto_mask(means, list(objectives.values()))))
+    tail = (1 - confidence) / 2
+    rows = []
+    for m in methods:
+        boot = np.array([d[m] for d in draws])                                    # (n_boot, 3)
+        low, high = np.quantile(boot, tail, axis=0), np.quantile(boot, 1 - tail, axis=0)
+        seeds = min(len(values[c]) for c in ids[m] + ids[reference])
+        verdict = ("reference" if m == reference else "too few seeds" if seeds < min_seeds else
+                   "better" if low[1] > 0 else "worse" if high[1] < 0 else "within seed noise")
+        rows.append({"method": m, "configs": len(ids[m]), "models": sum(len(values[c]) for c in ids[m]),
+                     "on_front": sum(front[c] for c in ids[m]),
+                     "hv": point[m][0], "hv_low": low[0], "hv_high": high[0],
+                     "hv_diff": point[m][1], "hv_diff_low": low[1], "hv_diff_high": high[1],
+                     "contribution": point[m][2], "contribution_low": low[2], "contribution_high": high[2],
+                     "p_beyond": float((boot[:, 2] > 1e-12).mean()), "verdict": verdict})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def beyond_reference(configs: pd.DataFrame, objectives: dict[str, str], reference: str = "static") -> pd.DataFrame:
+    """``configs`` (:func:`config_table`) with ``method``, ``reference_front`` (a reference
+    configuration on the reference-only front of means) and ``beyond`` (a configuration of
+    another method that no reference configuration's mean dominates): what the methods plot
+    draws."""
+    out = configs.assign(method=configs["param_weighting"].fillna(reference) if "param_weighting" in configs
+                         else reference)
+    cols = list(mean_objectives(objectives))
+    ref = out["method"].eq(reference) & out[cols].notna().all(axis=1)
+    out["reference_front"] = False
+    if ref.any():
+        out.loc[ref, "reference_front"] = pareto_mask(out.loc[ref, cols].to_numpy(float), list(objectives.values()))
+    front = out.loc[out["reference_front"], cols].to_numpy(float)
+    out["beyond"] = False
+    for i in out.index[~out["method"].eq(reference) & out[cols].notna().all(axis=1)]:
+        out.loc[i, "beyond"] = bool(pareto_mask(np.vstack([front, out.loc[i, cols].to_numpy(float)]),
+                                                list(objectives.values()))[-1])
+    return out
+
+
 # ---- overfitting --------------------------------------------------------------------------------
 OVERFIT_TOLERANCE = 0.01  # relative: a loss within 1 % of its minimum has not yet risen
 
@@ -503,7 +634,9 @@ def parameter_importance(trials: pd.DataFrame, space, *, seed: int = 0) -> pd.Da
     """Optuna's fANOVA importance of each searched parameter for each objective (long table).
 
     Built from the trial table alone: each finished trial becomes an Optuna ``FrozenTrial``
-    with the search space's distributions. Needs at least two trials with varied parameters.
+    with the search space's distributions for the parameters it was given. In a conditional
+    space (:mod:`study.space`) Optuna ranks the parameters every trial has (``weighting``, not
+    the static trials' a, b, c). Needs at least two trials with varied parameters.
     """
     import optuna
 
@@ -517,10 +650,12 @@ def parameter_importance(trials: pd.DataFrame, space, *, seed: int = 0) -> pd.Da
         study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
         for _, t in done.iterrows():
             params = {k: t.get(f"param_{k}") for k in dists}
-            if pd.isna(t[metric]) or any(v is None or (isinstance(v, float) and np.isnan(v)) for v in params.values()):
+            params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()
+                      if not (v is None or (isinstance(v, float) and np.isnan(v)))}
+            if pd.isna(t[metric]) or not params:
                 continue
-            params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
-            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(t[metric])))
+            study.add_trial(optuna.trial.create_trial(params=params, value=float(t[metric]),
+                                                      distributions={k: dists[k] for k in params}))
         if len(study.trials) < 2:
             continue
         try:

@@ -61,6 +61,35 @@ def pareto_scatter(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
     return path
 
 
+def methods_on_front(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
+    """Every pair of objectives: tuned static configurations (grey; those on the static front
+    black) and each other method's configurations on top, filled where no static mean dominates
+    them (:func:`study.analysis.beyond_reference` builds the columns)."""
+    pairs = list(itertools.combinations(objectives, 2)) or [(next(iter(objectives)),) * 2]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.4 * len(pairs), 4.8), squeeze=False, layout="constrained")
+    data = configs.dropna(subset=[f"{m}_mean" for m in objectives])
+    static = data[data["method"] == "static"]
+    others = sorted(set(data["method"]) - {"static"})
+    colours = dict(zip(others, sns.color_palette("tab10", max(len(others), 1))))
+    for ax, (x, y) in zip(axes[0], pairs):
+        ax.scatter(static[f"{x}_mean"], static[f"{y}_mean"], color="#b0b7bf", s=40, label="static", zorder=1)
+        front = static[static["reference_front"]]  # a 3-D front seen in 2-D: points, not a line
+        ax.scatter(front[f"{x}_mean"], front[f"{y}_mean"], color="black", s=40,
+                   label="static, on its front (all objectives)", zorder=2)
+        for m in others:
+            rows = data[data["method"] == m]
+            ax.scatter(rows[f"{x}_mean"], rows[f"{y}_mean"], s=70, zorder=3, linewidths=1.5,
+                       facecolors=[colours[m] if b else "none" for b in rows["beyond"]],
+                       edgecolors=colours[m], label=m)
+        ax.set(xlabel=label(x), ylabel=label(y))
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle("Weighting methods on the tuned static front (configuration means over seeds; "
+                 "filled: no static configuration dominates it)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def simplex_xy(alpha, beta, gamma):
     """Ternary layout: corners text (0, 0), OC (1, 0), ML (0.5, sqrt(3)/2)."""
     total = np.asarray(alpha) + np.asarray(beta) + np.asarray(gamma)

@@ -2,9 +2,9 @@
 
     python -m study.report EXPERIMENT_DIR [--objectives val_rouge_l:max val_ml_f1:max ...]
 
-Writes ``plots/*.png``, ``summary.md``, ``configs.parquet`` (with the front) and, for a space with
-a ``baseline``, ``comparison.csv`` into the experiment directory, and the ``pareto`` column of
-``trials.parquet``. ``study/run.py`` calls it at the end of every sweep.
+Writes into the experiment directory ``plots/*.png``, ``summary.md``, ``configs.parquet`` (with
+the front), ``comparison.csv`` for a space with a ``baseline``, ``methods.csv`` for a study of
+several weighting methods, and the ``pareto`` column of ``trials.parquet``. ``study/run.py`` calls it at the end of every sweep.
 """
 from __future__ import annotations
 
@@ -90,6 +90,39 @@ def comparison_sentences(comparison: pd.DataFrame) -> list[str]:
     return lines
 
 
+def methods_answer(methods: pd.DataFrame) -> str:
+    """One sentence: does any method beat tuned static weights, beyond the noise of seeds?"""
+    others = methods[methods["method"] != "static"]
+    if (others["verdict"] == "too few seeds").all():
+        return ("**No answer**: every configuration needs at least two seeds for an interval "
+                "(run with --repeats 2 or more).")
+    named = {v: ", ".join(others.loc[others["verdict"] == v, "method"]) or "none"
+             for v in ("better", "worse", "within seed noise", "too few seeds")}
+    answer = (f"**Better than tuned static weights: {named['better']}** (hypervolume difference above 0 "
+              "in 97.5 % of resamples)" if named["better"] != "none" else
+              "**No method beats tuned static weights beyond the noise of seeds**")
+    parts = [f"{answer}. Worse: {named['worse']}. Within seed noise: {named['within seed noise']}."]
+    if named["too few seeds"] != "none":
+        parts.append(f"Too few seeds to say: {named['too few seeds']}.")
+    reach = others[(others["contribution_low"] > 0) & (others["verdict"] != "too few seeds")]
+    parts.append(f"Adding to the static front in 97.5 % of resamples: {', '.join(reach['method']) or 'none'}.")
+    return " ".join(parts)
+
+
+def methods_table(methods: pd.DataFrame) -> pd.DataFrame:
+    """:func:`study.analysis.method_comparison` as printed: each value with its interval."""
+    def cell(row, name):
+        return f"{row[name]:.4f} [{row[name + '_low']:.4f}, {row[name + '_high']:.4f}]"
+
+    return pd.DataFrame({
+        "method": methods["method"], "configs": methods["configs"], "models": methods["models"],
+        "on front": methods["on_front"],
+        "hypervolume [95 % CI]": [cell(r, "hv") for _, r in methods.iterrows()],
+        "minus static [95 % CI]": [cell(r, "hv_diff") for _, r in methods.iterrows()],
+        "beyond static front [95 % CI]": [cell(r, "contribution") for _, r in methods.iterrows()],
+        "P(beyond)": methods["p_beyond"], "verdict": methods["verdict"]})
+
+
 def render(experiment_dir: str | Path, objectives: dict | None = None) -> dict[str, Path]:
     experiment_dir = Path(experiment_dir)
     tables = load(experiment_dir)
@@ -131,6 +164,11 @@ def render(experiment_dir: str | Path, objectives: dict | None = None) -> dict[s
     hv = A.hypervolume_summary(trials, objectives)
     history = A.hypervolume_history(trials, objectives, np.array(list(hv["bounds"].values())))
     out["hypervolume"] = P.hypervolume_curve(history, hv, plots / "hypervolume.png")
+    methods = A.method_comparison(trials, objectives)
+    if len(methods) > 1:
+        out["methods"] = P.methods_on_front(A.beyond_reference(done_configs, objectives), objectives,
+                                            plots / "methods_on_front.png")
+        methods.to_csv(experiment_dir / "methods.csv", index=False)
     importance = (A.parameter_importance(trials, space) if space is not None
                   else pd.DataFrame(columns=["objective", "param", "importance"]))
     out["importance"] = P.importance_bars(importance, plots / "importance.png")
@@ -155,6 +193,16 @@ def render(experiment_dir: str | Path, objectives: dict | None = None) -> dict[s
         "Pareto-optimal; well below 1 means its place on the front is within the noise of seeds.\n",
         _markdown(front_table(configs, objectives)),
     ]
+    if len(methods) > 1:
+        summary += ["## Weighting methods against tuned static weights\n",
+                    "Per method, at the same training budget per model: the hypervolume of its own "
+                    "configuration means, that minus the static configurations' hypervolume, and what it "
+                    "adds beyond the tuned static front (hv(static + method) - hv(static); `P(beyond)`: "
+                    "share of resamples in which it adds any). Intervals: 95 %, one bootstrap over each "
+                    "configuration's seeds, paired across methods; the verdict reads the difference's "
+                    "interval. `on front`: configurations on the front of all methods' means. Plot: "
+                    "`plots/methods_on_front.png`.\n",
+                    methods_answer(methods), "", _markdown(methods_table(methods), ".2f")]
     if comparison is not None:
         summary += [f"## {', '.join(g for g in dict.fromkeys(comparison['group']))} against {baseline}\n",
                     "Recipes compared on the test split: a paired hierarchical bootstrap resamples test "

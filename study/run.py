@@ -61,7 +61,7 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, default=None, help="concurrent trials (default: as many as resources allow)")
     p.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial before it is recorded as failed")
     p.add_argument("--force-ray-train", action="store_true", help="use a Ray Train run even with one worker per trial")
-    p.add_argument("--asha", action="store_true", help="stop poor trials early with ASHA on the validation text loss")
+    p.add_argument("--asha", action="store_true", help="stop poor trials early: multi-objective ASHA on every task's validation loss")
     p.add_argument("--data", choices=["synthetic", "mimic"], default="synthetic", help="data source")
     p.add_argument("--cache-dir", default=None,
                    help="where image features and encodings are cached (default: COHORT/cache; use it "
@@ -301,7 +301,7 @@ def summarize(location, space, args):
 
     from study.report import front_table
     from study.storage import RECORD_TABLES
-    from study.store import CONFIGS, consolidate
+    from study.store import CONFIGS, OPTUNA_DB, consolidate
 
     experiment_dir = location.local_dir
     location.pull_records()
@@ -309,6 +309,9 @@ def summarize(location, space, args):
     counts = trials["status"].value_counts().to_dict() if len(trials) else {}
     configs = pd.read_parquet(experiment_dir / CONFIGS)
     print(f"\n{len(trials)} trial(s) of {len(configs)} configuration(s) recorded: {counts}")
+    if counts.get("STOPPED"):
+        print(f"{counts['STOPPED']} stopped early by MO-ASHA (final, not interrupted: recorded with the "
+              f"losses they were stopped on, never on the front)")
     objectives = dict(zip(space.metrics, space.modes))
     if "pareto" in configs:
         with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
@@ -324,7 +327,7 @@ def summarize(location, space, args):
         except Exception as exc:  # the results are safe on disk; the report can be redone
             print(f"\ncould not render the report ({type(exc).__name__}: {exc}); "
                   f"retry with: python -m study.report {experiment_dir}")
-    location.push(*RECORD_TABLES, "summary.md", "comparison.csv", "plots", "study.log")
+    location.push(*RECORD_TABLES, OPTUNA_DB, "summary.md", "comparison.csv", "methods.csv", "plots", "study.log")
     where = location.experiment_uri if location.remote else experiment_dir
     print(f"\nresults: {where}/trials.parquet, configs.parquet, epochs.parquet, predictions.parquet, study.json")
     print(f"logs:    {where}/study.log (and trials/<id>/trial.log)")
@@ -508,6 +511,9 @@ def _run(args) -> tuple[Path, int]:
     problems = space.check()
     if problems:
         raise SystemExit("\n".join(problems))
+    if args.asha and int(space.fixed.get("epochs", 10)) < 2:
+        raise SystemExit(f"--asha: stops trials between epochs, so it needs epochs >= 2; "
+                         f"{space.path.name} trains {space.fixed.get('epochs')}")
     if space.budget and args.num_samples is not None and args.num_samples > space.num_samples:
         raise SystemExit(f"--num-samples: at most {space.num_samples} (the sum of {space.path}'s budget per "
                          f"{space.budget[0]}; fewer stops after that many turns), got {args.num_samples}")
@@ -581,7 +587,7 @@ def _run(args) -> tuple[Path, int]:
         else:
             tuner = study_tune.build_tuner(context, plan, num_configs=num_configs, repeats=space.repeats,
                                            name=args.name, storage=location.tune_storage, asha=args.asha,
-                                           verbose=2 if args.verbose else 1)
+                                           verbose=args.verbose)
         with watch:
             tuner.fit()
     except KeyboardInterrupt:

@@ -64,6 +64,8 @@ DEFAULT_OBJECTIVES = [{"metric": "val_rouge_l", "mode": "max"},
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 TOP_KEYS = {"description", "sampler", "sampler_options", "num_samples", "repeats", "objectives",
             "fixed", "params", "configs", "baseline"}
+PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
+              "categorical": ("type", "choices", "budget"), "simplex": ("type", "prioritise")}
 MAX_CHECKED_POINTS = 512  # corners checked jointly up to this many, else one parameter at a time
 
 
@@ -144,6 +146,10 @@ class SearchSpace:
                     trial.suggest_int(key, d.low, d.high, log=d.log, step=d.step)
                 else:
                     trial.suggest_categorical(key, d.choices)
+        _, record = self.materialize(trial.params)
+        for short, key in (("a", "alpha"), ("b", "beta"), ("c", "gamma")):  # the weights as the paper names them
+            if key in record and "loss_weights_u1" in trial.params:
+                trial.set_user_attr(short, record[key])
 
     @property
     def budget(self) -> tuple[str, dict] | None:
@@ -330,6 +336,12 @@ def _check_param(path, name, spec):
     if not isinstance(spec, dict) or "type" not in spec:
         _fail(path, key, f"expected a mapping with a 'type', got {spec!r}")
     kind = spec["type"]
+    known = PARAM_KEYS.get(kind)
+    if known is None:
+        _fail(path, f"{key}.type", f"must be one of float, int, categorical, simplex; got {kind!r}")
+    unknown = sorted(set(spec) - set(known))
+    if unknown:
+        _fail(path, f"{key}.{unknown[0]}", f"unknown key for type {kind}; known: {list(known)}")
     if kind == "simplex":
         if name != "loss_weights":
             _fail(path, key, "type simplex is only for 'loss_weights' (it sets alpha, beta, gamma)")
@@ -338,9 +350,6 @@ def _check_param(path, name, spec):
         return
     if name not in SETTING_KEYS:
         _fail(path, key, f"unknown setting; known: {sorted(SETTING_KEYS)}")
-    unknown = set(spec) - {"type", "low", "high", "log", "step", "choices", "budget", "prioritise"}
-    if unknown:
-        _fail(path, f"{key}.{sorted(unknown)[0]}", "unknown key; known: type, low, high, log, step, choices, budget (categorical), prioritise (simplex)")
     if kind in ("float", "int"):
         for bound in ("low", "high"):
             if not isinstance(spec.get(bound), (int, float)) or isinstance(spec.get(bound), bool):
@@ -359,8 +368,6 @@ def _check_param(path, name, spec):
             for choice, n in budget.items():
                 if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                     _fail(path, f"{key}.budget.{choice}", f"expected a positive integer (configurations), got {n!r}")
-    else:
-        _fail(path, f"{key}.type", f"must be one of float, int, categorical, simplex; got {kind!r}")
 
 
 def _check_conditions(path, params: dict, fixed: dict) -> None:

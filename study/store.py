@@ -7,8 +7,12 @@ temporary file and renamed, so a crash at any instant leaves the previous comple
 idempotent and keyed by trial directory, so every trial appears exactly once however often it
 runs (after each finished trial, at the end, after a resume). Reading needs only pandas/pyarrow.
 
+The searcher's Optuna study lives beside the tables in ``optuna.db`` (:func:`optuna_storage`):
+one Optuna trial per configuration, written by the driver as the sweep runs.
+
 Row status: ``TERMINATED`` (finished, ``result.json``), ``ERROR`` (failed for good: ``error.json``
-and no result), ``STOPPED`` (stopped by a scheduler before finishing: ``stopped.json``).
+and no result), ``STOPPED`` (stopped by a scheduler before finishing: ``stopped.json``; ``last_val_loss_<task>``
+holds the validation losses it was stopped on).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import pandas as pd
 
 TRIALS, EPOCHS, PREDICTIONS, CONFIGS = ("trials.parquet", "epochs.parquet", "predictions.parquet",
                                        "configs.parquet")
+OPTUNA_DB = "optuna.db"  # the searcher's Optuna study (study.tune.RepeatedSearch), beside the tables
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco", "cider", "bertscore_f1",
            "ce_precision", "ce_recall", "ce_f1", "oc_accuracy", "oc_mae", "oc_mse", "oc_acc_corr",
            "ml_precision", "ml_recall", "ml_f1", "ml_hamming", "ml_exact_match")
@@ -29,6 +34,20 @@ CONTRACT_COLUMNS = (["trial_id", "config_id", "repeat", "seed", "status", "error
 EPOCH_COLUMNS = ["trial_id", "epoch", "train_loss_text", "train_loss_oc", "train_loss_ml",
                  "val_loss_text", "val_loss_oc", "val_loss_ml", "val_monitor", "lr",
                  "weight_text", "weight_oc", "weight_ml", "seconds"]
+
+
+def optuna_storage(experiment_dir: str | Path):
+    """The study's Optuna storage: SQLite in the experiment directory, on the driver's disk.
+
+    SQLite rather than a ``JournalStorage`` file: every write is a transaction, so a SIGKILL
+    leaves the last trial either written or not (never half a record), and the lock dies with
+    the process (a journal's lock file outlives a killed writer, and the next run waits out its
+    grace period). ``optuna.load_study(storage="sqlite:///.../optuna.db", study_name=None)`` and
+    ``optuna-dashboard`` read it while the sweep runs."""
+    import optuna
+
+    url = f"sqlite:///{Path(experiment_dir).resolve() / OPTUNA_DB}"
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
 
 
 def _history_from_checkpoint(trial_dir: Path) -> list:
@@ -67,6 +86,7 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
                    "repeat": info.get("repeat"), "seed": info.get("seed"), "epochs_run": len(history) or None,
                    "train_seconds": sum(h["seconds"] for h in history) if history else None,
                    "finished_at": info.get("time", (error_path if error_path.exists() else stopped_path).stat().st_mtime)}
+            row.update({f"last_{k}": v for k, v in info.get("last", {}).items() if k != "epoch"})
             params = info.get("params", {})
             if history:
                 epochs.append(pd.DataFrame(history).assign(trial_id=info["trial_id"]))

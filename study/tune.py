@@ -30,9 +30,10 @@ from ray.tune.search import Repeater
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from .cluster import ClusterShape
+from .progress import ProgressLines
 from .space import SearchSpace
 from .storage import RECORD_TABLES, Remote, pull_records, push_files
-from .store import consolidate, write_json_atomic
+from .store import OPTUNA_DB, consolidate, optuna_storage, write_json_atomic
 from .request import TrialRequest, config_id_of, trial_seed
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,7 @@ class ResultsCallback(tune.Callback):
             pull_records(remote, local)
         consolidate(local)
         if remote:
-            push_files(remote, local, *RECORD_TABLES)
+            push_files(remote, local, *RECORD_TABLES, OPTUNA_DB)
 
     def _record(self, trial, name: str, payload: dict) -> None:
         d = self._trial_dir(trial)
@@ -220,8 +221,10 @@ class ResultsCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if not self._finished_somewhere(trial, "result.json"):  # stopped by a scheduler
-            self._record(trial, "stopped.json", {**self._identity(trial), "error": "stopped by the scheduler",
-                                                 "time": time.time()})
+            last = {k: v for k, v in (trial.last_result or {}).items()
+                    if k == "epoch" or k.startswith("val_loss_")}  # what the scheduler judged
+            self._record(trial, "stopped.json", {**self._identity(trial), "last": last, "time": time.time(),
+                                                 "error": f"stopped by the scheduler after epoch {last.get('epoch')}"})
         self._refresh()
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -237,9 +240,43 @@ class RepeatedSearch(Repeater):
     runs ``repeat`` times (Tune's config carries the repeat index), and the searcher is told each
     objective's mean over the repeats that reported it. Ray's own class averages one metric only
     and does not save its groups with the experiment, so a resumed sweep would lose track of
-    half-finished configurations; this one saves them with the searcher's state."""
+    half-finished configurations; this one saves them with the searcher's state.
+
+    The Optuna study (one Optuna trial per configuration) lives in :func:`optuna_storage`: each
+    epoch, the configuration's trial gets the mean validation loss per task over the seeds that
+    reached that epoch (user attributes ``val_loss_<task>``, one value per epoch) and their sum as
+    its intermediate value; at the end, the objectives' means over seeds. A configuration whose
+    every seed the scheduler stopped is ``PRUNED``; one whose every seed failed, ``FAIL``."""
+
+    def __init__(self, searcher, repeat: int = 1):
+        super().__init__(searcher, repeat=repeat)
+        self._curves = {}  # primary trial id -> epoch -> trial id -> {val_loss_<task>: value}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._record_curve(trial_id, result)
+
+    def _record_curve(self, trial_id: str, result: dict) -> None:
+        group = self._trial_id_to_group.get(trial_id)
+        ot_trial = getattr(self.searcher, "_ot_trials", {}).get(group.primary_trial_id) if group else None
+        if ot_trial is None or result.get("evaluated") or "epoch" not in result:
+            return
+        curves = self._curves.setdefault(group.primary_trial_id, {})
+        losses = {k: float(v) for k, v in result.items() if k.startswith("val_loss_") and np.isfinite(v)}
+        curves.setdefault(int(result["epoch"]), {})[trial_id] = losses
+        by_task: dict[str, list] = {}
+        for epoch in sorted(curves):
+            seeds = curves[epoch].values()
+            for key in {k for seed in seeds for k in seed}:
+                by_task.setdefault(key, []).append(float(np.mean([seed[key] for seed in seeds if key in seed])))
+        storage, tid = ot_trial.storage, ot_trial._trial_id
+        for key, values in by_task.items():
+            storage.set_trial_user_attr(tid, key, values)
+        epoch = int(result["epoch"])
+        storage.set_trial_intermediate_value(tid, epoch, float(sum(v[-1] for v in by_task.values())))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False, **kw):
+        if result and not error:  # a scheduler's stop arrives here with the epoch it judged
+            self._record_curve(trial_id, result)
         group = self._trial_id_to_group.get(trial_id)
         if group is None:
             log.warning("trial %s is not in any configuration group; its result is not told to "
@@ -251,8 +288,8 @@ class RepeatedSearch(Repeater):
         if not group.finished_reporting():
             return
         scores = np.array(group.scores(), dtype=float)                     # (repeats, objectives)
-        if np.isnan(scores).all():
-            self.searcher.on_trial_complete(group.primary_trial_id, result=None, error=True)
+        if np.isnan(scores).all():  # stopped by the scheduler (PRUNED) or failed (FAIL)
+            self.searcher.on_trial_complete(group.primary_trial_id, result=None, error=bool(error or not result))
             return
         with warnings.catch_warnings():  # a single-task configuration has all-NaN objectives
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -264,29 +301,46 @@ class RepeatedSearch(Repeater):
             pickle.dump({"searcher": self.searcher.__dict__.copy(), "groups": self.get_state()}, f)
 
     def restore(self, checkpoint_path: str) -> None:
+        """Back to the last checkpoint. A configuration the searcher drew after it (the sweep was
+        killed before Ray saved its state) is in the Optuna storage as RUNNING, unknown to Ray:
+        it goes back to WAITING, so the next draw takes it, with its parameters, instead of
+        leaving it behind and drawing another (nothing lost, nothing twice)."""
+        from optuna.trial import TrialState
+
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         self.searcher.__dict__.update(state["searcher"])
         self.set_state(state["groups"])
+        study = getattr(self.searcher, "_ot_study", None)  # None: a searcher without Optuna (tests)
+        if study is None:
+            return
+        known = {t._trial_id for t in self.searcher._ot_trials.values()}
+        for orphan in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if orphan._trial_id not in known:
+                study._storage.set_trial_state_values(orphan._trial_id, TrialState.WAITING)
 
 
 def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, repeats: int,
-                name: str, storage: str, asha: bool = False, verbose: int = 1):
-    """A new Tuner for the study: ``num_configs`` configurations, each trained ``repeats`` times."""
+                name: str, storage: str, asha: bool = False, verbose: bool = False):
+    """A new Tuner for the study: ``num_configs`` configurations, each trained ``repeats`` times.
+    The console shows one line per trial event (:mod:`study.progress`); ``verbose`` adds Ray's table."""
     from ray.tune.search.optuna import OptunaSearch
 
     space = context.space
-    search = RepeatedSearch(OptunaSearch(space.suggest, metric=space.metrics, mode=space.modes,
-                                         sampler=space.sampler(context.seed),
-                                         points_to_evaluate=space.enqueued() or None), repeat=repeats)
+    searcher = OptunaSearch(space.suggest, metric=space.metrics, mode=space.modes, sampler=space.sampler(context.seed),
+                            study_name=name, storage=optuna_storage(context.experiment_dir),
+                            points_to_evaluate=space.enqueued() or None)
+    with warnings.catch_warnings():  # experimental in Optuna; names the objectives in optuna-dashboard
+        warnings.simplefilter("ignore")
+        searcher._ot_study.set_metric_names(list(space.metrics))
+    search = RepeatedSearch(searcher, repeat=repeats)
     num_samples = num_configs * repeats
     scheduler = None
     if asha:
-        from ray.tune.schedulers import ASHAScheduler
+        from .moasha import MultiObjectiveASHA
 
         epochs = int(space.fixed.get("epochs", 10))
-        scheduler = ASHAScheduler(metric="val_loss_text", mode="min", time_attr="epoch",
-                                  max_t=epochs, grace_period=max(1, epochs // 4))
+        scheduler = MultiObjectiveASHA(max_t=epochs, grace_period=max(1, epochs // 4))
     return tune.Tuner(
         _wrapped(context, plan),
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=num_samples,
@@ -296,14 +350,15 @@ def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, 
                                     reuse_actors=True,
                                     trial_name_creator=lambda t: f"trial_{t.trial_id}",
                                     trial_dirname_creator=lambda t: f"tune_{t.trial_id}"),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
-                                  progress_reporter=progress_reporter(space, num_samples),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=2 if verbose else 0,
+                                  progress_reporter=progress_reporter(space, num_samples) if verbose else None,
                                   failure_config=tune.FailureConfig(max_failures=context.max_failures),
-                                  callbacks=[ResultsCallback(context)]))
+                                  # in this order: the progress line reads the records just written
+                                  callbacks=[ResultsCallback(context), ProgressLines(context, num_samples)]))
 
 
 def progress_reporter(space: SearchSpace, num_samples: int):
-    """A compact live table: epoch, losses while training, the objectives once evaluated."""
+    """Ray's live table (``--verbose``): epoch, losses while training, the objectives once evaluated."""
     params = {**{n: n.replace("loss_weights_", "w_") for n in space.distributions()}, TRIAL_INDEX: "repeat"}
     metrics = {"epoch": "epoch", "val_loss_text": "val text loss",
                **{m: m.replace("val_", "") for m in space.metrics}}

@@ -85,6 +85,56 @@ def test_hypervolume_interval_collapses_without_spread_and_widens_with_it():
     assert n["hypervolume"] == pytest.approx(0.31) and n["ci_low"] < 0.30 and n["ci_high"] > 0.315
 
 
+def _methods(values_by_config: dict, method_of: dict, objectives: dict) -> pd.DataFrame:
+    trials = _trials(values_by_config, metrics=list(objectives))
+    return trials.assign(param_weighting=trials["config_id"].map(method_of))
+
+
+def test_method_comparison_by_hand():
+    """Two accuracies, natural bounds 0..1, reference point 0. Static S1 (0.6, 0.2) and S2
+    (0.2, 0.6) dominate 0.12 + 0.12 - 0.04 = 0.20 (S3 at (0.1, 0.1) adds nothing). M at
+    (0.5, 0.5) alone: 0.25, so 0.05 above static; with static: 0.25 + 0.1 * 0.2 twice = 0.29, so
+    it adds 0.09 beyond the static front. N at (0.1, 0.1): 0.01, 0.19 below, adds 0. Every
+    configuration has three identical seeds: the intervals have no width."""
+    objectives = {"val_oc_accuracy": "max", "val_ml_f1": "max"}
+    trials = _methods({"S1": [(0.6, 0.2)] * 3, "S2": [(0.2, 0.6)] * 3, "S3": [(0.1, 0.1)] * 3,
+                       "M": [(0.5, 0.5)] * 3, "N": [(0.1, 0.1)] * 3},
+                      {"S1": "static", "S2": "static", "S3": "static", "M": "pcgrad", "N": "famo"}, objectives)
+    table = A.method_comparison(trials, objectives, n_boot=50).set_index("method")
+    np.testing.assert_allclose(table["hv"], [0.20, 0.25, 0.01], atol=1e-12)
+    np.testing.assert_allclose(table["hv_diff"], [0.0, 0.05, -0.19], atol=1e-12)
+    np.testing.assert_allclose(table["contribution"], [0.0, 0.09, 0.0], atol=1e-12)
+    np.testing.assert_allclose(table["contribution_low"], table["contribution_high"], atol=1e-12)
+    assert table["verdict"].tolist() == ["reference", "better", "worse"]
+    assert table["on_front"].tolist() == [2, 1, 0] and table["configs"].tolist() == [3, 1, 1]
+    assert table.loc["pcgrad", "p_beyond"] == 1.0 and table.loc["famo", "p_beyond"] == 0.0
+
+    configs = A.beyond_reference(A.config_table(trials), objectives).set_index("config_id")
+    assert configs["reference_front"].tolist() == [True, True, False, False, False]
+    assert configs["beyond"].tolist() == [False, False, False, True, False]
+    one_seed = _methods({"S1": [(0.6, 0.2)], "M": [(0.5, 0.5)]}, {"S1": "static", "M": "pcgrad"}, objectives)
+    assert A.method_comparison(one_seed, objectives, n_boot=20)["verdict"].tolist() == ["reference", "too few seeds"]
+    from study.report import methods_answer
+
+    assert methods_answer(table.reset_index()).startswith("**Better than tuned static weights: pcgrad**")
+
+
+def test_method_comparison_seed_noise_matches_exact_enumeration():
+    """Q's seeds are (0.1, 0.1) twice and (0.7, 0.7): a resample's mean is (x, x) with
+    x = 0.1 + 0.2 k, k ~ Binomial(3, 1/3) copies of the third seed. It lies beyond the static
+    front (0.6, 0.2), (0.2, 0.6) when x > 0.2, i.e. k >= 1: probability 1 - (2/3)^3 = 19/27. Its
+    hypervolume x^2 is below static's 0.20 at k <= 1 and above at k >= 2 (probability 7/27), so
+    the difference's interval straddles 0: within seed noise."""
+    objectives = {"val_oc_accuracy": "max", "val_ml_f1": "max"}
+    trials = _methods({"S1": [(0.6, 0.2)] * 3, "S2": [(0.2, 0.6)] * 3, "Q": [(0.1, 0.1), (0.1, 0.1), (0.7, 0.7)]},
+                      {"S1": "static", "S2": "static", "Q": "cagrad"}, objectives)
+    q = A.method_comparison(trials, objectives, n_boot=6000, seed=3).set_index("method").loc["cagrad"]
+    assert q["p_beyond"] == pytest.approx(19 / 27, abs=0.02)
+    assert q["hv_diff_low"] == pytest.approx(0.01 - 0.20) and q["hv_diff_high"] == pytest.approx(0.49 - 0.20)
+    assert q["verdict"] == "within seed noise"
+    assert A.method_comparison(trials.assign(param_weighting="static"), objectives)["method"].tolist() == ["static"]
+
+
 def test_pareto_probability_matches_exact_enumeration():
     """A is steady at (0.5, 0.5); B's three seeds average (0.5, 0.5) too, so both means are on the
     front, but B's resampled mean can dominate A or be dominated by it. Enumerating all 27
@@ -242,6 +292,25 @@ def test_report_writes_every_plot_and_summary(experiment, capsys):
     assert "pareto" in pd.read_parquet(experiment / "trials.parquet").columns
     assert (experiment / "comparison.csv").exists()
     assert "summary.md" in capsys.readouterr().out
+
+
+def test_report_compares_weighting_methods_when_the_study_has_several(experiment, tmp_path):
+    """The paper fixture with its last configuration relabelled as a PCGrad run: the report adds
+    the methods section, ``methods.csv`` and the plot; the static-only fixture has none of them."""
+    import shutil
+
+    copy = tmp_path / "methods"
+    shutil.copytree(experiment, copy)
+    trials = pd.read_parquet(copy / "trials.parquet")
+    trials["param_weighting"] = np.where(trials["config_id"] == "c4", "pcgrad", "static")
+    trials.to_parquet(copy / "trials.parquet")
+    render(copy)
+    summary = (copy / "summary.md").read_text()
+    assert "## Weighting methods against tuned static weights" in summary
+    assert (copy / "plots" / "methods_on_front.png").stat().st_size > 5000
+    assert pd.read_csv(copy / "methods.csv")["method"].tolist() == ["static", "pcgrad"]
+    render(experiment)
+    assert not (experiment / "methods.csv").exists() and "Weighting methods" not in (experiment / "summary.md").read_text()
 
 
 def test_report_objective_flag_is_checked(experiment):

@@ -23,7 +23,7 @@ TINY = ["--n-synthetic", "40", "--image-size", "32", "--weights", "none", "--no-
 
 
 # ---- search spaces ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["paper", "weights", "full", "smoke", "ablation"])
+@pytest.mark.parametrize("name", ["paper", "weights", "full", "smoke", "ablation", "methods"])
 def test_shipped_spaces_load(name):
     space = load_space(resolve(name))
     assert space.distributions()
@@ -137,6 +137,52 @@ def test_repeated_search_tells_each_objective_mean_and_survives_a_save(tmp_path)
     assert second == "t3" and none is None and failed  # every seed failed: the configuration failed
 
 
+def _optuna_search(tmp_path, space):
+    from ray.tune.search.optuna import OptunaSearch
+
+    from study.tune import optuna_storage
+
+    return OptunaSearch(space.suggest, metric=space.metrics, mode=space.modes, sampler=space.sampler(0),
+                        study_name="s", storage=optuna_storage(tmp_path))
+
+
+def test_searcher_study_on_disk_records_curves_and_takes_back_a_draw_lost_in_a_kill(tmp_path):
+    """The Optuna study in optuna.db: per-epoch means over seeds (by hand) while trials run, the
+    objectives' means at the end. A configuration drawn after the last checkpoint (a SIGKILL
+    before Ray saved its state) is drawn again with the same parameters after the restore: the
+    storage holds each configuration once. On the old code (no reconciliation) the storage
+    held three trials, one RUNNING for ever."""
+    import optuna
+
+    from study.tune import RepeatedSearch
+
+    space = load_space(resolve("smoke"))
+    search = RepeatedSearch(_optuna_search(tmp_path, space), repeat=2)
+    first = [search.suggest("t0"), search.suggest("t1")]
+    search.on_trial_result("t0", {"epoch": 1, "val_loss_text": 2.0, "val_loss_oc": 1.0, "evaluated": False})
+    search.on_trial_result("t1", {"epoch": 1, "val_loss_text": 4.0, "val_loss_oc": 3.0, "evaluated": False})
+    search.on_trial_result("t0", {"epoch": 2, "val_loss_text": 1.0, "val_loss_oc": 0.5, "evaluated": False})
+    search.on_trial_complete("t0", {"val_rouge_l": 0.2, "val_oc_accuracy": 0.5, "val_ml_f1": 0.1})
+    search.on_trial_complete("t1", {"val_rouge_l": 0.4, "val_oc_accuracy": 0.3, "val_ml_f1": 0.3})
+    search.save(str(tmp_path / "searcher.pkl"))
+    lost = search.suggest("t2")  # drawn, then the driver is killed before the next checkpoint
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    done = optuna.load_study(study_name="s", storage=url).trials[0]
+    assert done.state == optuna.trial.TrialState.COMPLETE
+    assert done.values == pytest.approx([0.3, 0.4, 0.2])  # means over the two seeds
+    assert done.intermediate_values == pytest.approx({1: 3.0 + 2.0, 2: 1.0 + 0.5})  # sum of task means
+    assert done.user_attrs["val_loss_text"] == pytest.approx([3.0, 1.0])
+    assert done.params == {k: v for k, v in first[0].items() if k != "__trial_index__"}
+
+    restored = RepeatedSearch(_optuna_search(tmp_path, space), repeat=2)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    again = restored.suggest("t2")
+    assert again == lost
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert len(trials) == 2 and [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]
+
+
 def test_unfinished_counts_stopped_and_failed_trials_as_final():
     from study.run import unfinished_trials
 
@@ -175,6 +221,32 @@ def test_resume_uses_the_recorded_search_space(tmp_path):
     assert text == recorded and space.num_samples == 2 and space.params["num_heads"]["choices"] == [2]
 
 
+def test_conditional_space_samples_each_strategy_s_settings_in_its_own_trials_only():
+    """methods.yaml through Ray's OptunaSearch, as the study builds it (define-by-run plus the
+    budget's enqueued turns): the YAML's budget is met exactly, the strategies take turns, and
+    every trial's sampled parameters are exactly those its strategy reads."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = load_space(resolve("methods"))
+    budget = space.params["weighting"]["budget"]
+    search = OptunaSearch(space.suggest, metric=space.metrics, mode=space.modes, sampler=space.sampler(0),
+                          points_to_evaluate=space.enqueued())
+    reads = {"static": {"loss_weights_u1", "loss_weights_u2"}, "dwa": {"dwa_temperature"},
+             "gradnorm": {"gradnorm_alpha"}, "cagrad": {"cagrad_c"}, "famo": {"famo_lr"}, "dbmtl": {"dbmtl_beta"}}
+    order = []
+    for i in range(sum(budget.values())):
+        config = search.suggest(f"t{i}")
+        order.append(config["weighting"])
+        assert set(config) - {"weighting"} == reads.get(config["weighting"], set()), config
+        settings, record = space.materialize(config)
+        assert ("alpha" in record) == (config["weighting"] == "static"), record
+        search.on_trial_complete(f"t{i}", {m: 0.1 * (i % 7) for m in space.metrics})
+    assert {m: order.count(m) for m in budget} == budget
+    assert order[:len(budget)] == list(budget)  # every strategy once before any twice
+    static = [c for c in space._corners() if c.get("weighting") == "static"]
+    assert static and all("cagrad_c" not in c for c in static)  # corners are conditional too
+
+
 @pytest.mark.parametrize("text, message", [
     ("sampler: bayes\nparams: {num_heads: {type: categorical, choices: [1]}}", "sampler: must be one of"),
     ("params: {num_heads: {type: float, low: 4, high: 2}}", "params.num_heads: low must be < high"),
@@ -192,6 +264,24 @@ def test_resume_uses_the_recorded_search_space(tmp_path):
     ("baseline: STL\nparams: {num_heads: {type: categorical, choices: [1]}}", "baseline: a baseline names a group"),
     ("sampler: grid\nbaseline: STL\nconfigs: [{name: MTL}]", "baseline: no config is named 'STL'"),
     ("sampler: grid\nconfigs: [{name: a, modalities: [image, audio]}]", "configs[0].modalities: must be a non-empty"),
+    # conditional parameters and budgets per choice
+    ("params: {cagrad_c: {type: float, low: 0.1, high: 0.9}}",
+     "params.cagrad_c: only weighting cagrad reads it, and the default weighting is 'static'"),
+    ("fixed: {weighting: pcgrad}\nparams: {loss_weights: {type: simplex}}",
+     "params.loss_weights: only weighting static reads it, and fixed.weighting is 'pcgrad'"),
+    ("params: {weighting: {type: categorical, choices: [static, dwa]}, famo_lr: {type: float, low: 0.01, high: 0.1}}",
+     "params.famo_lr: only weighting famo reads it, and params.weighting.choices is ['static', 'dwa']"),
+    ("params: {weighting: {type: categorical, choices: [static, dwa], budget: {static: 2}}, loss_weights: {type: simplex}}",
+     "params.weighting.budget: expected configurations for every choice ['static', 'dwa']"),
+    ("params: {weighting: {type: categorical, choices: [static, dwa], budget: {static: 2, dwa: 0}}}",
+     "params.weighting.budget.dwa: expected a positive integer"),
+    ("params: {weighting: {type: categorical, choices: [static, pcgrad], budget: {static: 2, pcgrad: 3}}, "
+     "loss_weights: {type: simplex}}", "params.weighting.budget.pcgrad: 3 configurations of pcgrad would all be the same"),
+    ("num_samples: 5\nparams: {weighting: {type: categorical, choices: [static, pcgrad], budget: {static: 2, pcgrad: 1}}, "
+     "loss_weights: {type: simplex}}", "num_samples: must be the sum of params.weighting.budget (3) or absent, got 5"),
+    ("sampler: grid\nparams: {weighting: {type: categorical, choices: [static, pcgrad], budget: {static: 1, pcgrad: 1}}}",
+     "params.weighting.budget: a budget per choice is for tpe, nsga2 or random"),
+    ("params: {dropout: {type: float, low: 0.0, high: 0.3, choices: [1]}}", "params.dropout.choices: unknown key"),
 ])
 def test_invalid_space_names_the_key(tmp_path, text, message):
     path = tmp_path / "space.yaml"
@@ -370,3 +460,20 @@ def test_sigkill_then_resume_runs_every_trial_exactly_once(tmp_path):
         assert row["train_seconds"] == json.loads(text)["train_seconds"]
     epochs = pd.read_parquet(exp / "epochs.parquet")
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    # the searcher's Optuna study on disk agrees with the records the trials wrote themselves
+    import optuna
+
+    study = optuna.load_study(study_name="k", storage=f"sqlite:///{exp / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]  # each configuration once
+    objectives = ["val_rouge_l", "val_oc_accuracy", "val_ml_f1"]
+    means = trials.groupby("config_id")[objectives + ["param_loss_weights_u1"]].mean()
+    told = {round(t.params["loss_weights_u1"], 12): t for t in study.trials}
+    for _, row in means.iterrows():
+        t = told[round(row["param_loss_weights_u1"], 12)]
+        assert t.values == pytest.approx(row[objectives].tolist())
+        assert sorted(t.intermediate_values) == [1, 2]
+    from study.analysis import pareto_mask
+
+    front = {round(t.params["loss_weights_u1"], 12) for t in study.best_trials}
+    on_front = pareto_mask(means[objectives].to_numpy(), ["max"] * 3)  # trials.parquet's front of means
+    assert front == {round(u, 12) for u in means.loc[on_front, "param_loss_weights_u1"]}

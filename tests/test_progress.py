@@ -1,0 +1,38 @@
+"""The console: one line per trial event, in the study's terms (a, b, c; the front), from the records."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from study.progress import describe, progress_line, study_state
+
+
+def test_describe_shows_weights_as_a_b_c_and_hides_sampler_variables():
+    params = {"loss_weights_u1": 0.55, "loss_weights_u2": 0.71, "alpha": 0.328, "beta": 0.48, "gamma": 0.191,
+              "num_heads": 3, "warmup_fraction": 0.1234}
+    assert describe(params, 1) == "static a=0.33 b=0.48 c=0.19, num_heads=3, warmup_fraction=0.123 (seed 1)"
+    assert describe({"weighting": "cagrad", "cagrad_c": 0.4389}) == "cagrad, cagrad_c=0.439"
+    assert describe({"config": "MTL-EQ", "alpha": 1 / 3, "beta": 1 / 3, "gamma": 1 / 3}, 0) == \
+        "MTL-EQ a=0.33 b=0.33 c=0.33 (seed 0)"
+
+
+def test_study_state_by_hand():
+    """Configurations A (seeds (0.4, 0.6), (0.6, 0.4): mean (0.5, 0.5)) and B (0.8, 0.2): both on
+    the front; hypervolume 0.25 + 0.16 - 0.10 = 0.31 (natural bounds 0..1). A failed and a
+    stopped trial count as such and add nothing to the front."""
+    objectives = {"val_oc_accuracy": "max", "val_ml_f1": "max"}
+    rows = [("a0", "A", "TERMINATED", 0.4, 0.6), ("a1", "A", "TERMINATED", 0.6, 0.4),
+            ("b0", "B", "TERMINATED", 0.8, 0.2), ("c0", "C", "ERROR", np.nan, np.nan),
+            ("d0", "D", "STOPPED", np.nan, np.nan)]
+    trials = pd.DataFrame(rows, columns=["trial_id", "config_id", "status", *objectives]).assign(finished_at=1.0)
+    state = study_state(trials, objectives, expected=8)
+    assert (state["done"], state["failed"], state["stopped"], state["front"]) == (3, 1, 1, 2)
+    assert state["best"] == pytest.approx({"val_oc_accuracy": 0.8, "val_ml_f1": 0.5})
+    assert state["hypervolume"] == pytest.approx(0.31)
+    line = progress_line("finished", "static a=0.33 b=0.33 c=0.33 (seed 1)", {**state, "running": 2},
+                         elapsed=300, finished_here=5, scores={"val_oc_accuracy": 0.8, "val_ml_f1": np.nan})
+    assert line == ("[  5:00] finished static a=0.33 b=0.33 c=0.33 (seed 1): oc_accuracy 0.800 | "
+                    "3/8 done, 2 running, 1 failed, 1 stopped | best oc_accuracy 0.800 ml_f1 0.500 | "
+                    "front 2, HV 0.310 | ~3 min left")  # 60 s per final trial so far, 3 to go
+    empty = study_state(pd.DataFrame(), objectives, expected=4)
+    assert progress_line("started", "x", {**empty, "running": 1}, 2, 0).endswith(
+        "0/4 done, 1 running, 0 failed, 0 stopped | no result yet | no front yet | time left: after the first trial")
