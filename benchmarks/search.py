@@ -1,33 +1,41 @@
-"""5. Search efficiency: hypervolume reached by multi-objective TPE and NSGA-II after 16 and 32
-trials vs random search after twice as many, 3 seeds each.
+"""5. Search efficiency: hypervolume against trials and against wall time for random search,
+multi-objective TPE, Gaussian-process BO (Optuna's GPSampler), NSGA-II and NSGA-III, each with and
+without MO-ASHA early stopping, 3 seeds each.
 
     python -m benchmarks.search [--quick]
 
-Real trials cost about 8 s here even when short, and the comparison needs up to 3 samplers x
-3 seeds x 64 trials (~380 trainings, most of an hour), so the samplers search a *surrogate* of
-the real objective, the practice of surrogate benchmarks (HPOBench, YAHPO Gym):
+Real trials cost about 8 s here even when short, and 5 samplers x 2 schedulers x 3 seeds x 32
+trials would be ~1,000 trainings, so the samplers search a *surrogate* of the real objective,
+the practice of surrogate benchmarks (HPOBench, YAHPO Gym):
 
 1. ``N_REAL`` settings of the default study's space (``search_spaces/weights.yaml``: loss weights
    on the simplex, heads, warmup, schedule) are drawn with a scrambled Sobol sequence (Optuna's
    ``QMCSampler``) and really trained (``EPOCHS`` epochs, the default model) on the synthetic
-   cohort.
+   cohort; their learning curves and the measured seconds per epoch are kept.
 2. The objectives are the three tasks' validation losses (minimised): the quantities the loss
-   weights trade off directly. The study's metric objectives (ROUGE-L, OC accuracy, ML F1) are
-   too noisy at this cohort size for a surrogate fitted on a few trials: on the default sweep's
-   16 trials a Gaussian process predicts held-out ROUGE-L and OC accuracy worse than their mean
-   (leave-one-out R^2 < 0).
-3. One Gaussian process per objective (scikit-learn: Matern 5/2 with one length scale per input,
-   plus a noise term) is fitted; its leave-one-out R^2 is reported, so you can judge how far the
-   comparison speaks for the real problem.
-4. Each sampler searches the surrogate's mean with seeds 0, 1, 2: TPE as the space file sets it
-   (multivariate, 6 start-up trials), NSGA-II with a population of 8 (Optuna's default of 50
-   would leave it random for all 32 trials), random search.
+   weights trade off directly, and what MO-ASHA ranks trials by after each epoch. The study's
+   metric objectives (ROUGE-L, OC accuracy, ML F1) are too noisy at this cohort size for a
+   surrogate fitted on a few trials (leave-one-out R^2 < 0 on the default sweep).
+3. One Gaussian process per objective and epoch (scikit-learn: Matern 5/2 with one length scale
+   per input, plus a noise term) is fitted, so a simulated trial has a whole learning curve; the
+   final epoch's leave-one-out R^2 is reported, so you can judge how far the comparison speaks
+   for the real problem.
+4. Each sampler searches the surrogate in an event simulation of the study itself: ``WORKERS``
+   trials at once, each epoch taking the measured seconds, Optuna asking and telling
+   asynchronously; with MO-ASHA (:class:`study.moasha.MultiObjectiveASHA`, the study's settings)
+   a stopped trial frees its worker at once and is told to the sampler as pruned. TPE as the
+   space file sets it, NSGA-II and NSGA-III with a population of 8 (Optuna's default of 50 would
+   leave them random for all 32 trials), GPSampler with its defaults, random search.
 
-Hypervolume is computed with bounds fixed from the real trials (worst and best observed loss per
-task) and the reference point 10 % beyond the worst, the same for every sampler and seed.
+Hypervolume is of the finished trials' final losses, with bounds fixed from the real trials
+(worst and best observed loss per task) and the reference point 10 % beyond the worst, the same
+for every run. The time to a target (95 % of the mean final hypervolume without early
+stopping) answers whether MO-ASHA gets there sooner.
 """
 from __future__ import annotations
 
+import heapq
+import math
 import statistics
 import warnings
 from dataclasses import replace
@@ -36,11 +44,13 @@ import numpy as np
 
 from .common import Finding, Outcome, cli
 
-FULL = {"n_real": 16, "epochs": 4, "budgets": (16, 32), "seeds": (0, 1, 2)}
-QUICK = {"n_real": 4, "epochs": 1, "budgets": (4, 8), "seeds": (0,)}
+FULL = {"n_real": 16, "epochs": 4, "trials": 32, "seeds": (0, 1, 2)}
+QUICK = {"n_real": 4, "epochs": 2, "trials": 6, "seeds": (0,)}
+WORKERS = 2  # trials at once, as the study runs them on this machine
 SCHEDULES = ("constant", "linear", "cosine", "inverse_sqrt")
 OBJECTIVES = ("val_loss_text", "val_loss_oc", "val_loss_ml")  # all minimised
-SAMPLERS = {"tpe": {}, "nsga2": {"population_size": 8}, "random": {}}
+SAMPLERS = {"random": {}, "tpe": {}, "gp": {}, "nsga2": {"population_size": 8}, "nsga3": {"population_size": 8}}
+TARGET_SHARE = 0.95  # of the mean final hypervolume without early stopping
 
 
 def features(settings: dict) -> np.ndarray:
@@ -53,7 +63,8 @@ def features(settings: dict) -> np.ndarray:
 
 
 def real_trials(space, dataset, n: int, epochs: int, seed: int = 0) -> list[dict]:
-    """Train ``n`` Sobol-drawn settings; return each one's settings and final validation losses."""
+    """Train ``n`` Sobol-drawn settings; return each one's settings, learning curve (epochs,
+    objectives) of validation losses and seconds per epoch."""
     import optuna
 
     from model.train import Trainer
@@ -68,24 +79,27 @@ def real_trials(space, dataset, n: int, epochs: int, seed: int = 0) -> list[dict
         settings, _ = space.materialize(trial.params)
         settings.update(epochs=epochs, patience=epochs)
         model_cfg, train_cfg, _ = build_configs(settings, dataset, seed + i)
-        last = Trainer(model_cfg, train_cfg, dataset).fit().history[-1]
+        history = Trainer(model_cfg, train_cfg, dataset).fit().history
         sobol.tell(trial, 0.0)
-        rows.append({"settings": settings, "values": [last[k] for k in OBJECTIVES]})
+        curve = [[h[k] for k in OBJECTIVES] for h in history]
+        rows.append({"settings": settings, "curve": curve, "values": curve[-1],
+                     "epoch_seconds": float(np.mean([h["seconds"] for h in history]))})
         print(f"  real trial {i + 1}/{n}: a={settings['alpha']:.2f} b={settings['beta']:.2f} "
-              f"c={settings['gamma']:.2f} -> " + ", ".join(f"{k} {v:.3f}" for k, v in zip(OBJECTIVES, rows[-1]["values"])),
+              f"c={settings['gamma']:.2f} -> " + ", ".join(f"{k} {v:.3f}" for k, v in zip(OBJECTIVES, curve[-1])),
               flush=True)
     return rows
 
 
 def fit_surrogate(rows: list[dict]):
-    """One GP per objective; returns ``(predict(settings) -> values, leave-one-out R^2 per objective)``."""
-    from sklearn.gaussian_process import GaussianProcessRegressor
+    """One GP per objective and epoch; returns ``(predict(settings) -> curve (epochs, objectives),
+    leave-one-out R^2 per objective at the last epoch)``."""
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
     from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
     x = np.stack([features(r["settings"]) for r in rows])
-    y = np.array([r["values"] for r in rows])
+    y = np.array([r["curve"] for r in rows])                                 # (trials, epochs, objectives)
 
     def gp():
         kernel = ConstantKernel() * Matern(length_scale=np.ones(x.shape[1]), nu=2.5) + WhiteKernel(1e-2)
@@ -94,38 +108,74 @@ def fit_surrogate(rows: list[dict]):
     models, r2 = [], []
     with warnings.catch_warnings():  # length scales at their bounds: an input that does not matter
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for j in range(y.shape[1]):
-            loo = cross_val_predict(gp(), x, y[:, j], cv=LeaveOneOut())
-            ss = ((y[:, j] - y[:, j].mean()) ** 2).sum()
-            r2.append(float(1 - ((y[:, j] - loo) ** 2).sum() / ss) if ss > 0 else float("nan"))
-            models.append(gp().fit(x, y[:, j]))
+        for j in range(y.shape[2]):
+            final = y[:, -1, j]
+            loo = cross_val_predict(gp(), x, final, cv=LeaveOneOut())
+            ss = ((final - final.mean()) ** 2).sum()
+            r2.append(float(1 - ((final - loo) ** 2).sum() / ss) if ss > 0 else float("nan"))
+        models = [[gp().fit(x, y[:, e, j]) for j in range(y.shape[2])] for e in range(y.shape[1])]
 
-    def predict(settings: dict) -> list[float]:
+    def predict(settings: dict) -> np.ndarray:
         f = features(settings)[None]
-        return [max(0.0, float(m.predict(f)[0])) for m in models]  # a loss is never negative
+        return np.array([[max(0.0, float(m.predict(f)[0])) for m in per_epoch] for per_epoch in models])
 
     return predict, r2
 
 
-def hypervolume_curve(space, sampler_name: str, seed: int, n_trials: int, predict, bounds) -> dict:
-    """``{n: hypervolume after n trials}`` (every 4th) of one sampler minimising the surrogate.
-    ``bounds`` (k, 2): worst and best value of each objective, fixed for every sampler."""
+def simulate(space, sampler_name: str, seed: int, n_trials: int, predict, bounds, *, epochs: int,
+             epoch_seconds: float, asha: bool, workers: int = WORKERS) -> list[dict]:
+    """One search of the surrogate as the study would run it: ``workers`` trials at once, each
+    epoch taking ``epoch_seconds``, with or without MO-ASHA; ``predict(settings)`` gives the
+    trial's learning curve (``epochs``, objectives). Returns one point per trial that
+    ended (finished or stopped): ``trials`` ended so far, simulated ``seconds``, ``hypervolume``
+    of the finished trials' final losses (``bounds`` (k, 2): worst and best per objective)."""
     import optuna
+    from ray.tune.schedulers import TrialScheduler
 
     from study.analysis import hypervolume
+    from study.moasha import LOSSES, MultiObjectiveASHA
 
     sampler = replace(space, sampler_name=sampler_name,
                       sampler_options={**(space.sampler_options if sampler_name == space.sampler_name else {}),
                                        **SAMPLERS[sampler_name]}).sampler(seed)
     study = optuna.create_study(directions=["minimize"] * len(bounds), sampler=sampler)
-    values, curve = [], {}
-    for n in range(1, n_trials + 1):
-        trial = study.ask(space.distributions())
-        values.append(predict(space.materialize(trial.params)[0]))
-        study.tell(trial, values[-1])
-        if n % 4 == 0 or n == n_trials:
-            curve[n] = hypervolume(np.array(values), ["min"] * len(bounds), bounds=bounds)
-    return curve
+    scheduler = MultiObjectiveASHA(max_t=epochs, grace_period=max(1, epochs // 4)) if asha else None
+    events, finished, points, started, clock = [], [], [], 0, 0.0
+
+    class _Trial:  # what the scheduler reads of a Tune trial
+        def __init__(self, number):
+            self.trial_id = str(number)
+
+    def end(trial, values=None):
+        study.tell(trial, values, state=None if values is not None else optuna.trial.TrialState.PRUNED)
+        if values is not None:
+            finished.append(values)
+        hv = hypervolume(np.array(finished), ["min"] * len(bounds), bounds=bounds) if finished else 0.0
+        points.append({"trials": len(points) + 1, "seconds": clock, "hypervolume": hv})
+
+    while started < n_trials or events:
+        while started < n_trials and len(events) < workers:
+            trial = study.ask()
+            space.suggest(trial)
+            curve = predict(space.materialize(trial.params)[0])
+            heapq.heappush(events, (clock + epoch_seconds, started, 1, trial, curve))
+            started += 1
+        clock, order, epoch, trial, curve = heapq.heappop(events)
+        if epoch == epochs:
+            end(trial, curve[-1].tolist())
+            continue
+        if scheduler is not None:
+            report = {"epoch": epoch, "evaluated": False, **dict(zip(LOSSES, curve[epoch - 1]))}
+            if scheduler.on_trial_result(None, _Trial(trial.number), report) == TrialScheduler.STOP:
+                end(trial)
+                continue
+        heapq.heappush(events, (clock + epoch_seconds, order, epoch + 1, trial, curve))
+    return points
+
+
+def time_to(points: list[dict], target: float) -> float:
+    """Simulated seconds until the hypervolume first reached ``target`` (inf if never)."""
+    return next((p["seconds"] for p in points if p["hypervolume"] >= target), math.inf)
 
 
 def run(ws) -> Outcome:
@@ -135,36 +185,57 @@ def run(ws) -> Outcome:
     from study.space import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     size = QUICK if ws.quick else FULL
     space = load_space(resolve("weights"))
     print(f"training {size['n_real']} Sobol-drawn settings ({size['epochs']} epochs each) for the surrogate ...")
     rows = real_trials(space, ws.dataset(), size["n_real"], size["epochs"])
     predict, r2 = fit_surrogate(rows)
-    print("surrogate leave-one-out R^2: " + ", ".join(f"{m} {v:.2f}" for m, v in zip(OBJECTIVES, r2)))
+    epoch_seconds = float(np.mean([r["epoch_seconds"] for r in rows]))
+    print("surrogate leave-one-out R^2 (last epoch): " + ", ".join(f"{m} {v:.2f}" for m, v in zip(OBJECTIVES, r2))
+          + f"; {epoch_seconds:.2f} s per epoch")
     real = np.array([r["values"] for r in rows])
     bounds = np.stack([real.max(0), real.min(0)], axis=1)  # (worst, best) per objective
-    small, large = size["budgets"]
-    curves = {name: {seed: hypervolume_curve(space, name, seed, 2 * large if name == "random" else large,
-                                             predict, bounds)
-                     for seed in size["seeds"]} for name in SAMPLERS}
-
-    def at(name, n):
-        return statistics.mean(curves[name][s][n] for s in size["seeds"])
-
-    table = {name: {n: at(name, n) for n in ((small, large) if name != "random" else (large, 2 * large))}
-             for name in SAMPLERS}
-    for name, hv in table.items():
-        print(f"  {name:7s} hypervolume " + ", ".join(f"after {n}: {v:.4f}" for n, v in hv.items())
-              + f" (mean of {len(size['seeds'])} seeds)")
-    random_best = table["random"][2 * large]
-    findings = [Finding("5 Search", f"{name} after {large} trials vs random after {2 * large} (hypervolume)",
-                        table[name][large], random_best, "HV", table[name][large] / random_best, (">=", 1.0))
-                for name in ("tpe", "nsga2")]
+    runs = {}
+    for name in SAMPLERS:
+        for asha in (False, True):
+            key = f"{name}{' + MO-ASHA' if asha else ''}"
+            runs[key] = {seed: simulate(space, name, seed, size["trials"], predict, bounds,
+                                        epochs=size["epochs"], epoch_seconds=epoch_seconds, asha=asha)
+                           for seed in size["seeds"]}
+            print(f"  {key:18s} done", flush=True)
+    plain_final = [pts[-1]["hypervolume"] for key, by_seed in runs.items() if "ASHA" not in key
+                   for pts in by_seed.values()]
+    target = TARGET_SHARE * statistics.mean(plain_final)
+    table = {}
+    for key, by_seed in runs.items():
+        finals = [pts[-1]["hypervolume"] for pts in by_seed.values()]
+        times = [time_to(pts, target) for pts in by_seed.values()]
+        half = [pts[len(pts) // 2 - 1]["hypervolume"] for pts in by_seed.values()]
+        table[key] = {"hv_final": statistics.mean(finals), "hv_final_sd": statistics.pstdev(finals),
+                      "hv_half": statistics.mean(half), "wall_s": statistics.mean(p[-1]["seconds"] for p in by_seed.values()),
+                      "time_to_target_s": statistics.mean(times) if all(map(math.isfinite, times)) else math.inf,
+                      "reached": sum(map(math.isfinite, times))}
+    n = size["trials"]
+    print(f"\ntarget hypervolume {target:.4f} ({TARGET_SHARE:.0%} of the mean final without early stopping); "
+          f"{n} trials, {len(size['seeds'])} seed(s), {WORKERS} at once:")
+    for key, row in table.items():
+        print(f"  {key:18s} HV after {n // 2}: {row['hv_half']:.4f}  after {n}: {row['hv_final']:.4f} "
+              f"(sd {row['hv_final_sd']:.4f})  wall {row['wall_s'] / 60:.1f} min  to target: "
+              + (f"{row['time_to_target_s'] / 60:.1f} min" if math.isfinite(row["time_to_target_s"]) else
+                 f"not reached by every seed ({row['reached']} of {len(size['seeds'])})"))
+    findings = [Finding("5 Search", f"hypervolume after {n} trials: {key} vs random", row["hv_final"],
+                        table["random"]["hv_final"], "HV", row["hv_final"] / table["random"]["hv_final"])
+                for key, row in table.items() if key != "random" and "ASHA" not in key]
+    for name in SAMPLERS:
+        plain, early = table[name], table[f"{name} + MO-ASHA"]
+        if math.isfinite(plain["time_to_target_s"]) and math.isfinite(early["time_to_target_s"]):
+            findings.append(Finding("5 Search", f"time to the target hypervolume: {name} + MO-ASHA vs {name}",
+                                    early["time_to_target_s"], plain["time_to_target_s"], "s",
+                                    early["time_to_target_s"] / plain["time_to_target_s"], ("<=", 1.0)))
     details = {"objectives": list(OBJECTIVES), "real_trials": rows, "surrogate_loo_r2": dict(zip(OBJECTIVES, r2)),
-               "bounds": bounds.tolist(),
-               "hypervolume": {k: {str(n): v for n, v in hv.items()} for k, hv in table.items()},
-               "curves": {k: {str(s): {str(n): hv for n, hv in c.items()} for s, c in v.items()}
-                          for k, v in curves.items()},
+               "bounds": bounds.tolist(), "epoch_seconds": epoch_seconds, "target_hypervolume": target,
+               "table": table, "curves": {k: {str(s): pts for s, pts in v.items()} for k, v in runs.items()},
                "sizes": size}
     return Outcome("search", findings, details)
 

@@ -91,36 +91,42 @@ def comparison_sentences(comparison: pd.DataFrame) -> list[str]:
 
 
 def methods_answer(methods: pd.DataFrame) -> str:
-    """One sentence: does any method beat tuned static weights, beyond the noise of seeds?"""
+    """Two sentences: does any method beat static weights at equal budget, and tuned static weights?"""
     others = methods[methods["method"] != "static"]
     if (others["verdict"] == "too few seeds").all():
         return ("**No answer**: every configuration needs at least two seeds for an interval "
                 "(run with --repeats 2 or more).")
-    named = {v: ", ".join(others.loc[others["verdict"] == v, "method"]) or "none"
-             for v in ("better", "worse", "within seed noise", "too few seeds")}
-    answer = (f"**Better than tuned static weights: {named['better']}** (hypervolume difference above 0 "
-              "in 97.5 % of resamples)" if named["better"] != "none" else
-              "**No method beats tuned static weights beyond the noise of seeds**")
-    parts = [f"{answer}. Worse: {named['worse']}. Within seed noise: {named['within seed noise']}."]
-    if named["too few seeds"] != "none":
-        parts.append(f"Too few seeds to say: {named['too few seeds']}.")
-    reach = others[(others["contribution_low"] > 0) & (others["verdict"] != "too few seeds")]
-    parts.append(f"Adding to the static front in 97.5 % of resamples: {', '.join(reach['method']) or 'none'}.")
+
+    def named(column, value):
+        return ", ".join(others.loc[others[column] == value, "method"]) or "none"
+
+    tuned = named("tuned_verdict", "beyond")
+    lead = (f"**Beyond tuned static weights: {tuned}**" if tuned != "none" else
+            "**No method reaches beyond tuned static weights by more than the noise of seeds**")
+    parts = [f"{lead} (what its configurations add past the front of all static configurations, "
+             f"against what as many more static configurations add; 95 % intervals). Short of it: "
+             f"{named('tuned_verdict', 'short')}.",
+             f"At equal budget (a static search of as many configurations): better {named('verdict', 'better')}; "
+             f"worse {named('verdict', 'worse')}; within seed noise {named('verdict', 'within seed noise')}."]
+    few = named("verdict", "too few seeds")
+    if few != "none":
+        parts.append(f"Too few seeds to say: {few}.")
     return " ".join(parts)
 
 
 def methods_table(methods: pd.DataFrame) -> pd.DataFrame:
     """:func:`study.analysis.method_comparison` as printed: each value with its interval."""
-    def cell(row, name):
-        return f"{row[name]:.4f} [{row[name + '_low']:.4f}, {row[name + '_high']:.4f}]"
+    def cell(row, name, low=None, high=None):
+        low, high = row[low or f"{name}_low"], row[high or f"{name}_high"]
+        return "" if pd.isna(row[name]) else f"{row[name]:+.4f} [{low:+.4f}, {high:+.4f}]"
 
+    rows = list(methods.iterrows())
     return pd.DataFrame({
         "method": methods["method"], "configs": methods["configs"], "models": methods["models"],
-        "on front": methods["on_front"],
-        "hypervolume [95 % CI]": [cell(r, "hv") for _, r in methods.iterrows()],
-        "minus static [95 % CI]": [cell(r, "hv_diff") for _, r in methods.iterrows()],
-        "beyond static front [95 % CI]": [cell(r, "contribution") for _, r in methods.iterrows()],
-        "P(beyond)": methods["p_beyond"], "verdict": methods["verdict"]})
+        "hypervolume": methods["hv"], "static, as many configs": methods["hv_static_k"],
+        "difference [95 % CI]": [cell(r, "hv_diff") for _, r in rows], "verdict": methods["verdict"],
+        "beyond tuned static front": methods["contribution"], "as many more static configs": methods["static_k_beyond"],
+        "difference [95 % CI] ": [cell(r, "beyond_diff") for _, r in rows], "vs tuned": methods["tuned_verdict"]})
 
 
 def render(experiment_dir: str | Path, objectives: dict | None = None) -> dict[str, Path]:
@@ -187,7 +193,9 @@ def render(experiment_dir: str | Path, objectives: dict | None = None) -> dict[s
         "over a configuration's seeds with its 95 % Student-t interval; one seed gives no interval.\n",
         f"Hypervolume of the front of configuration means: **{hv['hypervolume']:.4f}** "
         f"(95 % bootstrap interval over seeds {hv['ci_low']:.4f} to {hv['ci_high']:.4f}); bounds, worst to "
-        f"best: {bounds}; reference point at the worst bound, so 1 is the whole box.\n",
+        f"best: {bounds}; reference point at the worst bound, so 1 is the whole box"
+        + (". The interval lies above the estimate: a front's hypervolume is a maximum over noisy means, "
+           "which resampling seeds tends to raise.\n" if hv["ci_low"] > hv["hypervolume"] else ".\n"),
         "## Pareto front of configuration means\n",
         "P(on front): share of bootstrap resamples of each configuration's seeds in which it is "
         "Pareto-optimal; well below 1 means its place on the front is within the noise of seeds.\n",
@@ -195,14 +203,16 @@ def render(experiment_dir: str | Path, objectives: dict | None = None) -> dict[s
     ]
     if len(methods) > 1:
         summary += ["## Weighting methods against tuned static weights\n",
-                    "Per method, at the same training budget per model: the hypervolume of its own "
-                    "configuration means, that minus the static configurations' hypervolume, and what it "
-                    "adds beyond the tuned static front (hv(static + method) - hv(static); `P(beyond)`: "
-                    "share of resamples in which it adds any). Intervals: 95 %, one bootstrap over each "
-                    "configuration's seeds, paired across methods; the verdict reads the difference's "
-                    "interval. `on front`: configurations on the front of all methods' means. Plot: "
-                    "`plots/methods_on_front.png`.\n",
-                    methods_answer(methods), "", _markdown(methods_table(methods), ".2f")]
+                    "Every model is trained with the same budget. Two questions per method with k "
+                    "configurations. *At equal budget*: the hypervolume of its configuration means against "
+                    "what a static search of k configurations reaches (mean over every k of the static "
+                    "configurations). *Against tuned static weights*: what its configurations add beyond "
+                    "the front of all static configurations, hv(static + method) - hv(static), against what "
+                    "k more static configurations add (mean over k of them, beyond the front of the "
+                    "others): any extra configurations add some volume, so only the difference speaks. "
+                    "Intervals: 95 %, one bootstrap over each configuration's seeds, paired across "
+                    "methods. Plot: `plots/methods_on_front.png`; all columns in `methods.csv`.\n",
+                    methods_answer(methods), "", _markdown(methods_table(methods), ".4f")]
     if comparison is not None:
         summary += [f"## {', '.join(g for g in dict.fromkeys(comparison['group']))} against {baseline}\n",
                     "Recipes compared on the test split: a paired hierarchical bootstrap resamples test "

@@ -3,7 +3,7 @@
 Format (see ``search_spaces/*.yaml``)::
 
     description: what the space is for
-    sampler: tpe            # tpe (multi-objective TPE) | nsga2 | random | grid
+    sampler: tpe            # tpe (multi-objective TPE) | gp | nsga2 | nsga3 | random | grid
     sampler_options: {}     # keyword arguments of the Optuna sampler (e.g. population_size)
     num_samples: 16         # configurations to try (``--num-samples`` overrides)
     repeats: 3              # seeds per configuration (``--repeats`` overrides; default 1)
@@ -61,7 +61,7 @@ from .settings import SETTING_KEYS, build_configs, strategy_of_setting
 DEFAULT_OBJECTIVES = [{"metric": "val_rouge_l", "mode": "max"},
                       {"metric": "val_oc_accuracy", "mode": "max"},
                       {"metric": "val_ml_f1", "mode": "max"}]
-SAMPLERS = ("tpe", "nsga2", "random", "grid")
+SAMPLERS = ("tpe", "gp", "nsga2", "nsga3", "random", "grid")
 TOP_KEYS = {"description", "sampler", "sampler_options", "num_samples", "repeats", "objectives",
             "fixed", "params", "configs", "baseline"}
 PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
@@ -176,7 +176,8 @@ class SearchSpace:
             grid = ({"config": [c["name"] for c in self.configs]} if self.configs else
                     {n: s["choices"] for n, s in self.params.items()})
             return optuna.samplers.GridSampler(grid, seed=seed)
-        cls = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+        cls = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler,
+               "nsga2": optuna.samplers.NSGAIISampler, "nsga3": optuna.samplers.NSGAIIISampler,
                "random": optuna.samplers.RandomSampler}[self.sampler_name]
         with warnings.catch_warnings():  # e.g. TPE's ``group``, marked experimental: the space chose it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -446,7 +447,7 @@ def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
         _fail(path, "params", "a search space needs params (or configs for a grid)")
     budgeted = [n for n, spec in params.items() if "budget" in spec]
     if budgeted and sampler == "grid":
-        _fail(path, f"params.{budgeted[0]}.budget", "a budget per choice is for tpe, nsga2 or random; a grid runs each choice once")
+        _fail(path, f"params.{budgeted[0]}.budget", "a budget per choice is for the samplers that draw (tpe, gp, nsga2, nsga3, random); a grid runs each choice once")
     if len(budgeted) > 1:
         _fail(path, f"params.{budgeted[1]}.budget", f"only one param may have a budget; {budgeted[0]} has one")
     default_samples = sum(params[budgeted[0]]["budget"].values()) if budgeted else 8

@@ -268,11 +268,15 @@ class RepeatedSearch(Repeater):
             seeds = curves[epoch].values()
             for key in {k for seed in seeds for k in seed}:
                 by_task.setdefault(key, []).append(float(np.mean([seed[key] for seed in seeds if key in seed])))
+        from optuna.exceptions import UpdateFinishedTrialError
+
         storage, tid = ot_trial.storage, ot_trial._trial_id
-        for key, values in by_task.items():
-            storage.set_trial_user_attr(tid, key, values)
-        epoch = int(result["epoch"])
-        storage.set_trial_intermediate_value(tid, epoch, float(sum(v[-1] for v in by_task.values())))
+        try:
+            for key, values in by_task.items():
+                storage.set_trial_user_attr(tid, key, values)
+            storage.set_trial_intermediate_value(tid, int(result["epoch"]), float(sum(v[-1] for v in by_task.values())))
+        except UpdateFinishedTrialError:  # a seed re-run after a resume reports to a told configuration
+            pass
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False, **kw):
         if result and not error:  # a scheduler's stop arrives here with the epoch it judged

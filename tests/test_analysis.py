@@ -91,21 +91,28 @@ def _methods(values_by_config: dict, method_of: dict, objectives: dict) -> pd.Da
 
 
 def test_method_comparison_by_hand():
-    """Two accuracies, natural bounds 0..1, reference point 0. Static S1 (0.6, 0.2) and S2
-    (0.2, 0.6) dominate 0.12 + 0.12 - 0.04 = 0.20 (S3 at (0.1, 0.1) adds nothing). M at
-    (0.5, 0.5) alone: 0.25, so 0.05 above static; with static: 0.25 + 0.1 * 0.2 twice = 0.29, so
-    it adds 0.09 beyond the static front. N at (0.1, 0.1): 0.01, 0.19 below, adds 0. Every
-    configuration has three identical seeds: the intervals have no width."""
+    """Two accuracies, natural bounds 0..1, reference point 0. Static S1 (0.6, 0.2), S2 (0.2, 0.6)
+    and S3 (0.1, 0.1): the tuned static front dominates 0.12 + 0.12 - 0.04 = 0.20; one static
+    configuration alone 0.12, 0.12 or 0.01, on average 0.25 / 3 (a static search of one
+    configuration). M at (0.5, 0.5): 0.25, so 0.25 - 0.25 / 3 = 1 / 6 above static at equal
+    budget; with all of static: 0.25 + 0.1 * 0.2 twice = 0.29, so it adds 0.09 beyond the tuned
+    front, more than one static configuration adds beyond the others (0.16 / 3). N at (0.1, 0.1):
+    0.01, 0.25 / 3 - 0.01 below, adds 0. Three identical seeds each: the intervals have no width."""
     objectives = {"val_oc_accuracy": "max", "val_ml_f1": "max"}
     trials = _methods({"S1": [(0.6, 0.2)] * 3, "S2": [(0.2, 0.6)] * 3, "S3": [(0.1, 0.1)] * 3,
                        "M": [(0.5, 0.5)] * 3, "N": [(0.1, 0.1)] * 3},
                       {"S1": "static", "S2": "static", "S3": "static", "M": "pcgrad", "N": "famo"}, objectives)
     table = A.method_comparison(trials, objectives, n_boot=50).set_index("method")
     np.testing.assert_allclose(table["hv"], [0.20, 0.25, 0.01], atol=1e-12)
-    np.testing.assert_allclose(table["hv_diff"], [0.0, 0.05, -0.19], atol=1e-12)
+    np.testing.assert_allclose(table["hv_static_k"], [0.20, 0.25 / 3, 0.25 / 3], atol=1e-12)
+    np.testing.assert_allclose(table["hv_diff"], [0.0, 0.25 - 0.25 / 3, 0.01 - 0.25 / 3], atol=1e-12)
     np.testing.assert_allclose(table["contribution"], [0.0, 0.09, 0.0], atol=1e-12)
     np.testing.assert_allclose(table["contribution_low"], table["contribution_high"], atol=1e-12)
     assert table["verdict"].tolist() == ["reference", "better", "worse"]
+    # one static configuration adds beyond the other two: S1 0.08, S2 0.08, S3 0: on average 0.16 / 3
+    np.testing.assert_allclose(table["static_k_beyond"].iloc[1:], [0.16 / 3] * 2, atol=1e-12)
+    np.testing.assert_allclose(table["beyond_diff"].iloc[1:], [0.09 - 0.16 / 3, -0.16 / 3], atol=1e-12)
+    assert table["tuned_verdict"].tolist() == ["reference", "beyond", "short"]
     assert table["on_front"].tolist() == [2, 1, 0] and table["configs"].tolist() == [3, 1, 1]
     assert table.loc["pcgrad", "p_beyond"] == 1.0 and table.loc["famo", "p_beyond"] == 0.0
 
@@ -116,22 +123,29 @@ def test_method_comparison_by_hand():
     assert A.method_comparison(one_seed, objectives, n_boot=20)["verdict"].tolist() == ["reference", "too few seeds"]
     from study.report import methods_answer
 
-    assert methods_answer(table.reset_index()).startswith("**Better than tuned static weights: pcgrad**")
+    answer = methods_answer(table.reset_index())
+    assert answer.startswith("**Beyond tuned static weights: pcgrad**") and "Short of it: famo." in answer
+    assert "At equal budget (a static search of as many configurations): better pcgrad; worse famo" in answer
 
 
 def test_method_comparison_seed_noise_matches_exact_enumeration():
     """Q's seeds are (0.1, 0.1) twice and (0.7, 0.7): a resample's mean is (x, x) with
     x = 0.1 + 0.2 k, k ~ Binomial(3, 1/3) copies of the third seed. It lies beyond the static
     front (0.6, 0.2), (0.2, 0.6) when x > 0.2, i.e. k >= 1: probability 1 - (2/3)^3 = 19/27. Its
-    hypervolume x^2 is below static's 0.20 at k <= 1 and above at k >= 2 (probability 7/27), so
-    the difference's interval straddles 0: within seed noise."""
+    hypervolume x^2 against one static configuration's 0.12: below at k <= 1 (0.01, 0.09), above
+    at k >= 2 (0.25, 0.49), so the difference's interval runs from 0.01 - 0.12 to 0.49 - 0.12
+    and straddles 0: within seed noise."""
     objectives = {"val_oc_accuracy": "max", "val_ml_f1": "max"}
     trials = _methods({"S1": [(0.6, 0.2)] * 3, "S2": [(0.2, 0.6)] * 3, "Q": [(0.1, 0.1), (0.1, 0.1), (0.7, 0.7)]},
                       {"S1": "static", "S2": "static", "Q": "cagrad"}, objectives)
     q = A.method_comparison(trials, objectives, n_boot=6000, seed=3).set_index("method").loc["cagrad"]
     assert q["p_beyond"] == pytest.approx(19 / 27, abs=0.02)
-    assert q["hv_diff_low"] == pytest.approx(0.01 - 0.20) and q["hv_diff_high"] == pytest.approx(0.49 - 0.20)
+    assert q["hv_diff_low"] == pytest.approx(0.01 - 0.12) and q["hv_diff_high"] == pytest.approx(0.49 - 0.12)
     assert q["verdict"] == "within seed noise"
+    # beyond the front, (x, x) adds 0, 0.01, 0.09, 0.29 for k = 0..3, one static configuration
+    # 0.08 beyond the other: the difference runs from -0.08 (k = 0, probability 8/27) to 0.21 (1/27)
+    assert q["beyond_diff_low"] == pytest.approx(-0.08) and q["beyond_diff_high"] == pytest.approx(0.21)
+    assert q["tuned_verdict"] == "within seed noise"
     assert A.method_comparison(trials.assign(param_weighting="static"), objectives)["method"].tolist() == ["static"]
 
 
@@ -311,6 +325,17 @@ def test_report_compares_weighting_methods_when_the_study_has_several(experiment
     assert pd.read_csv(copy / "methods.csv")["method"].tolist() == ["static", "pcgrad"]
     render(experiment)
     assert not (experiment / "methods.csv").exists() and "Weighting methods" not in (experiment / "summary.md").read_text()
+
+
+def test_hypervolume_plot_takes_an_interval_that_lies_above_the_estimate(tmp_path):
+    """The methods study's report failed here: its front's bootstrap interval (0.1704 to 0.1817)
+    lay wholly above the hypervolume of the means (0.1700): resampling seeds raises a maximum of
+    noisy means. The plot used to draw it as an error bar from the estimate (negative length)."""
+    from study.plots import hypervolume_curve
+
+    history = pd.DataFrame({"n_configs": [1, 2], "config_id": ["a", "b"], "hypervolume": [0.1, 0.170]})
+    out = hypervolume_curve(history, {"hypervolume": 0.1700, "ci_low": 0.1704, "ci_high": 0.1817}, tmp_path / "hv.png")
+    assert out.stat().st_size > 5000
 
 
 def test_report_objective_flag_is_checked(experiment):

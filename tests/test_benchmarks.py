@@ -46,19 +46,27 @@ def test_scaling_model_arithmetic():
     assert sweep.scaling_model(1, 2, **parts) == 0  # a two-worker trial does not fit on one GPU
 
 
-def test_surrogate_search_hypervolume_only_grows_within_its_bounds():
+def test_search_simulation_runs_the_study_s_schedule_with_and_without_moasha():
+    """Made-up learning curves (each task's loss falls with its own weight, over 4 epochs of 10 s,
+    2 trials at once): without early stopping 8 trials end at 4 x 10 s x 8 / 2 = 160 s; MO-ASHA
+    stops some at its rung (epoch 1 of 4), which shortens the wall time. Every sampler runs, and
+    the hypervolume never shrinks nor exceeds the box."""
     space = load_space(resolve("weights"))
 
-    def predict(settings):  # made-up losses: each task's falls with its own weight
-        return [1 - settings["alpha"], 1 - settings["beta"], 1 - settings["gamma"] + 0.1 * settings["warmup_fraction"]]
+    def predict(settings):
+        final = np.array([1 - settings["alpha"], 1 - settings["beta"], 1 - settings["gamma"]])
+        return np.stack([final + 0.5 * (4 - e) for e in range(1, 5)])  # (epochs, objectives)
 
-    bounds = np.array([[1.0, 0.0]] * 3)  # (worst, best) per objective
+    bounds = np.array([[2.5, 0.0]] * 3)  # (worst, best) per objective
     for name in search.SAMPLERS:
-        curve = search.hypervolume_curve(space, name, 0, 12, predict, bounds)
-        assert list(curve) == [4, 8, 12]
-        values = list(curve.values())
-        # more trials never lose volume (up to float rounding of the slicing sums)
-        assert all(0.0 < v <= 1.1 ** 3 for v in values) and np.all(np.diff(values) >= -1e-12)
+        plain = search.simulate(space, name, 0, 8, predict, bounds, epochs=4, epoch_seconds=10.0, asha=False)
+        assert [p["trials"] for p in plain] == list(range(1, 9)) and plain[-1]["seconds"] == pytest.approx(160.0)
+        values = [p["hypervolume"] for p in plain]
+        assert all(0.0 <= v <= 1.1 ** 3 for v in values) and np.all(np.diff(values) >= -1e-12)
+        early = search.simulate(space, name, 0, 8, predict, bounds, epochs=4, epoch_seconds=10.0, asha=True)
+        assert len(early) == 8 and early[-1]["seconds"] < plain[-1]["seconds"]
+    assert search.time_to(plain, plain[-1]["hypervolume"]) <= plain[-1]["seconds"]
+    assert search.time_to(plain, 10.0) == float("inf")
     f = search.features({"alpha": 0.5, "beta": 0.3, "gamma": 0.2, "num_heads": 3, "warmup_fraction": 0.1,
                          "schedule": "cosine"})
     np.testing.assert_allclose(f, [0.5, 0.3, 0.2, 0.5, 0.1, 0, 0, 1, 0])
@@ -96,10 +104,11 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
 
     found = by_name["search"]["details"]
     assert set(found["surrogate_loo_r2"]) == {"val_loss_text", "val_loss_oc", "val_loss_ml"}
-    assert len(found["real_trials"]) == 4
+    assert len(found["real_trials"]) == 4 and found["epoch_seconds"] > 0
+    assert set(found["curves"]) == {f"{n}{a}" for n in search.SAMPLERS for a in ("", " + MO-ASHA")}
     for curves in found["curves"].values():  # hypervolumes of 3 objectives, reference 1.1
-        for curve in curves.values():
-            assert all(0 <= v <= 1.1 ** 3 for v in curve.values()) and len(curve) >= 2
+        for points in curves.values():
+            assert len(points) == 6 and all(0 <= p["hypervolume"] <= 1.1 ** 3 for p in points)
 
     runs = by_name["sweep"]["details"]
     assert runs["same_settings"] is True and runs["train_worker_start"] > 0

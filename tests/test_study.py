@@ -280,7 +280,7 @@ def test_conditional_space_samples_each_strategy_s_settings_in_its_own_trials_on
     ("num_samples: 5\nparams: {weighting: {type: categorical, choices: [static, pcgrad], budget: {static: 2, pcgrad: 1}}, "
      "loss_weights: {type: simplex}}", "num_samples: must be the sum of params.weighting.budget (3) or absent, got 5"),
     ("sampler: grid\nparams: {weighting: {type: categorical, choices: [static, pcgrad], budget: {static: 1, pcgrad: 1}}}",
-     "params.weighting.budget: a budget per choice is for tpe, nsga2 or random"),
+     "params.weighting.budget: a budget per choice is for the samplers that draw"),
     ("params: {dropout: {type: float, low: 0.0, high: 0.3, choices: [1]}}", "params.dropout.choices: unknown key"),
 ])
 def test_invalid_space_names_the_key(tmp_path, text, message):
