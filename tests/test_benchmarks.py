@@ -48,9 +48,9 @@ def test_scaling_model_arithmetic():
 
 def test_search_simulation_runs_the_study_s_schedule_with_and_without_moasha():
     """Made-up learning curves (each task's loss falls with its own weight, over 4 epochs of 10 s,
-    2 trials at once): without early stopping 8 trials end at 4 x 10 s x 8 / 2 = 160 s; MO-ASHA
-    stops some at its rung (epoch 1 of 4), which shortens the wall time. Every sampler runs, and
-    the hypervolume never shrinks nor exceeds the box."""
+    2 trials at once) for 160 s: without early stopping exactly 8 trials end, the last at
+    4 x 10 s x 8 / 2 = 160 s; MO-ASHA stops some at its rung (epoch 1 of 4), and the freed time
+    goes to more trials. Every sampler runs, and the hypervolume never shrinks nor exceeds the box."""
     space = load_space(resolve("weights"))
 
     def predict(settings):
@@ -59,14 +59,18 @@ def test_search_simulation_runs_the_study_s_schedule_with_and_without_moasha():
 
     bounds = np.array([[2.5, 0.0]] * 3)  # (worst, best) per objective
     for name in search.SAMPLERS:
-        plain = search.simulate(space, name, 0, 8, predict, bounds, epochs=4, epoch_seconds=10.0, asha=False)
+        plain = search.simulate(space, name, 0, predict, bounds, epochs=4, epoch_seconds=10.0, seconds=160.0,
+                                asha=False)
         assert [p["trials"] for p in plain] == list(range(1, 9)) and plain[-1]["seconds"] == pytest.approx(160.0)
+        assert all(p["finished"] for p in plain)
         values = [p["hypervolume"] for p in plain]
         assert all(0.0 <= v <= 1.1 ** 3 for v in values) and np.all(np.diff(values) >= -1e-12)
-        early = search.simulate(space, name, 0, 8, predict, bounds, epochs=4, epoch_seconds=10.0, asha=True)
-        assert len(early) == 8 and early[-1]["seconds"] < plain[-1]["seconds"]
-    assert search.time_to(plain, plain[-1]["hypervolume"]) <= plain[-1]["seconds"]
-    assert search.time_to(plain, 10.0) == float("inf")
+        early = search.simulate(space, name, 0, predict, bounds, epochs=4, epoch_seconds=10.0, seconds=160.0,
+                                asha=True)
+        stopped = sum(not p["finished"] for p in early)
+        assert stopped >= 1 and len(early) > 8 and all(p["seconds"] <= 160.0 for p in early)
+    assert search.time_to(plain, plain[-1]["hypervolume"]) <= 160.0 and search.time_to(plain, 10.0) == float("inf")
+    assert search.hypervolume_at(plain, 160.0) == plain[-1]["hypervolume"] and search.hypervolume_at(plain, 5.0) == 0.0
     f = search.features({"alpha": 0.5, "beta": 0.3, "gamma": 0.2, "num_heads": 3, "warmup_fraction": 0.1,
                          "schedule": "cosine"})
     np.testing.assert_allclose(f, [0.5, 0.3, 0.2, 0.5, 0.1, 0, 0, 1, 0])
@@ -106,9 +110,11 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
     assert set(found["surrogate_loo_r2"]) == {"val_loss_text", "val_loss_oc", "val_loss_ml"}
     assert len(found["real_trials"]) == 4 and found["epoch_seconds"] > 0
     assert set(found["curves"]) == {f"{n}{a}" for n in search.SAMPLERS for a in ("", " + MO-ASHA")}
-    for curves in found["curves"].values():  # hypervolumes of 3 objectives, reference 1.1
+    for key, curves in found["curves"].items():  # hypervolumes of 3 objectives, reference 1.1
         for points in curves.values():
-            assert len(points) == 6 and all(0 <= p["hypervolume"] <= 1.1 ** 3 for p in points)
+            assert all(0 <= p["hypervolume"] <= 1.1 ** 3 and p["seconds"] <= found["seconds_budget"] + 1e-6
+                       for p in points)
+            assert len(points) == 6 if "ASHA" not in key else len(points) >= 6
 
     runs = by_name["sweep"]["details"]
     assert runs["same_settings"] is True and runs["train_worker_start"] > 0
