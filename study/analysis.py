@@ -378,20 +378,20 @@ def method_comparison(trials: pd.DataFrame, objectives: dict[str, str], *, refer
     rng = np.random.default_rng(seed)
 
     n_ref = len(ids[reference])
-    subsets = {}  # k -> every k-subset of the reference, or MAX_SUBSETS drawn at random
+    subsets = {}  # k -> (subset, the rest) for every k-subset of the reference, or MAX_SUBSETS drawn at random
     for k in sorted({min(len(ids[m]), n_ref) for m in methods}):
-        subsets[k] = ([list(c) for c in itertools.combinations(range(n_ref), k)] if math.comb(n_ref, k) <= MAX_SUBSETS
-                      else [sorted(rng.choice(n_ref, k, replace=False)) for _ in range(MAX_SUBSETS)])
+        chosen = ([list(c) for c in itertools.combinations(range(n_ref), k)] if math.comb(n_ref, k) <= MAX_SUBSETS
+                  else [sorted(rng.choice(n_ref, k, replace=False)) for _ in range(MAX_SUBSETS)])
+        subsets[k] = [(sub, np.setdiff1d(np.arange(n_ref), sub)) for sub in chosen]
 
     def measures(means: dict) -> dict:  # {method: (hv, hv_static_k, hv_diff, contribution, static_k_beyond)}
         stack = {m: np.stack([means[c] for c in ids[m]]) for m in methods}
         ref = stack[reference]
         ref_hv = fixed_hypervolume(ref, objectives, bounds)
         by_k = {}  # k -> (mean hv of k reference configs, mean of what k of them add beyond the others)
-        for k, subs in subsets.items():
-            rest = [np.setdiff1d(np.arange(n_ref), sub) for sub in subs]
-            by_k[k] = (float(np.mean([fixed_hypervolume(ref[sub], objectives, bounds) for sub in subs])),
-                       float(np.mean([ref_hv - fixed_hypervolume(ref[r], objectives, bounds) for r in rest]))
+        for k, pairs in subsets.items():
+            by_k[k] = (float(np.mean([fixed_hypervolume(ref[sub], objectives, bounds) for sub, _ in pairs])),
+                       float(np.mean([ref_hv - fixed_hypervolume(ref[rest], objectives, bounds) for _, rest in pairs]))
                        if k < n_ref else np.nan)
         out = {}
         for m in methods:
@@ -401,11 +401,11 @@ def method_comparison(trials: pd.DataFrame, objectives: dict[str, str], *, refer
             out[m] = (hv, equal, hv - equal, joint - ref_hv, null)
         return out
 
-    point = measures({c: v.mean(axis=0) for c, v in values.items()})
+    means = {c: v.mean(axis=0) for c, v in values.items()}
+    point = measures(means)
     draws = [measures({c: v[rng.integers(0, len(v), len(v))].mean(axis=0) for c, v in values.items()})
              for _ in range(n_boot)]
-    means = np.stack([values[c].mean(axis=0) for c in values])
-    front = dict(zip(values, pareto_mask(means, list(objectives.values()))))
+    front = dict(zip(values, pareto_mask(np.stack(list(means.values())), list(objectives.values()))))
     tail = (1 - confidence) / 2
     rows = []
     for m in methods:

@@ -76,8 +76,9 @@ def progress_line(event: str, what: str, state: dict, elapsed: float, finished_h
 
 
 class ProgressLines(tune.Callback):
-    """Prints :func:`progress_line` for every trial event (after :class:`study.tune.ResultsCallback`
-    has written the records it reads)."""
+    """Prints :func:`progress_line` for every trial event. The study's state is read from the
+    records when a trial ends (after :class:`study.tune.ResultsCallback` has written them) and
+    kept for the start events in between, which change nothing in them."""
 
     def __init__(self, context, expected: int, out=print):
         self.context, self.expected, self.out = context, expected, out
@@ -85,11 +86,17 @@ class ProgressLines(tune.Callback):
 
     def setup(self, **info):
         self.start, self.finished_here, self.running = time.time(), 0, set()
+        self._read_records()  # a resumed sweep starts from what is recorded
 
-    def _line(self, event: str, trial, scores: dict | None = None) -> None:
+    def _read_records(self) -> None:
         path = Path(self.context.experiment_dir) / TRIALS
         trials = pd.read_parquet(path) if path.exists() else pd.DataFrame()
-        state = {**study_state(trials, self.objectives, self.expected), "running": len(self.running)}
+        self.state = study_state(trials, self.objectives, self.expected)
+
+    def _line(self, event: str, trial, scores: dict | None = None) -> None:
+        if event != "started":
+            self._read_records()
+        state = {**self.state, "running": len(self.running)}
         request = self.context.request(trial.trial_id, trial.config)
         self.out(progress_line(event, describe(request.params, request.repeat), state,
                                time.time() - self.start, self.finished_here, scores), flush=True)

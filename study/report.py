@@ -4,7 +4,8 @@
 
 Writes into the experiment directory ``plots/*.png``, ``summary.md``, ``configs.parquet`` (with
 the front), ``comparison.csv`` for a space with a ``baseline``, ``methods.csv`` for a study of
-several weighting methods, and the ``pareto`` column of ``trials.parquet``. ``study/run.py`` calls it at the end of every sweep.
+several weighting methods, and the ``pareto`` column of ``trials.parquet``. ``study/run.py``
+calls it at the end of every sweep.
 """
 from __future__ import annotations
 
