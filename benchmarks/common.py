@@ -148,7 +148,7 @@ def run_python(args: list[str], log_path: Path, *, env: dict | None = None) -> t
 
 def machine() -> dict:
     """The machine and library versions the numbers were measured with."""
-    from study.run import package_versions  # the versions study.json records
+    from study.sweep.driver import package_versions  # the versions study.json records
 
     cpu = platform.processor() or platform.machine()
     try:

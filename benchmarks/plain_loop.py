@@ -29,9 +29,9 @@ def main(argv=None) -> list[dict]:
         raise SystemExit(f"{study_path}: not found; EXPERIMENT_DIR must be a study/run.py experiment")
     study = json.loads(study_path.read_text())
 
-    from study.run import prepare_data
-    from study.request import TrialRequest
-    from study.trial import run_trial
+    from study.sweep.driver import prepare_data
+    from study.spec.request import TrialRequest
+    from study.trial.runner import run_trial
 
     dataset = prepare_data(argparse.Namespace(**study["config"]))
     objectives = [o["metric"] for o in study["search_space"]["objectives"]]

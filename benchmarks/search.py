@@ -72,7 +72,7 @@ def real_trials(space, dataset, n: int, epochs: int, seed: int = 0) -> list[dict
     import optuna
 
     from model.train import Trainer
-    from study.settings import build_configs
+    from study.spec.settings import build_configs
 
     with warnings.catch_warnings():  # QMCSampler is marked experimental; its interface is all we use
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -138,8 +138,9 @@ def simulate(space, sampler_name: str, seed: int, predict, bounds, *, epochs: in
     import optuna
     from ray.tune.schedulers import TrialScheduler
 
-    from study.analysis import hypervolume
-    from study.moasha import LOSSES, MultiObjectiveASHA
+    from study.analysis.hypervolume import hypervolume
+    from study.results.layout import VAL_LOSSES as LOSSES
+    from study.sweep.moasha import MultiObjectiveASHA
 
     sampler = replace(space, sampler_name=sampler_name, sampler_options=SAMPLERS[sampler_name]).sampler(seed)
     study = optuna.create_study(directions=["minimize"] * len(bounds), sampler=sampler)
@@ -192,7 +193,7 @@ def run(ws) -> Outcome:
     import optuna
 
     from search_spaces import resolve
-    from study.space import load_space
+    from study.spec.space_file import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

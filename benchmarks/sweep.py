@@ -60,7 +60,7 @@ def train_worker_start(storage: Path, workers: int, cpus_per_worker: float) -> f
 
 def timeline(trial_root: Path, started: float, wall: float) -> dict:
     """Where one run's wall time went, from the trial records under ``trial_root``."""
-    from study.store import collect
+    from study.results.tables import collect
 
     trials = collect(trial_root)[0]
     first, last = trials["started_at"].min(), trials["finished_at"].max()

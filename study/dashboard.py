@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .store import OPTUNA_DB, optuna_storage
+from study.results.layout import OPTUNA_DB
+from study.results.optuna_db import optuna_storage
 
 
 def storage_of(experiment_dir: str | Path):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .metrics import BertScoreConfig, evaluate
+from study.evaluation.bertscore import BertScoreConfig
+from study.evaluation.metrics import compute_metrics
 
 
 def read_reports(path: str, column: str) -> list[str]:
@@ -66,10 +67,10 @@ def main(argv=None) -> dict:
     refs, hyps = read_reports(args.references, "reference"), read_reports(args.hypotheses, "generated")
     if len(refs) != len(hyps):
         raise SystemExit(f"{args.references} has {len(refs)} reports but {args.hypotheses} has {len(hyps)}")
-    from .scorers import usable
+    from study.evaluation.scorers import usable
 
     learned = usable(args.learned_scorers, announce=lambda line: print(line, file=sys.stderr))
-    metrics, per_sample = evaluate(references=refs, generated=hyps, bertscore=config, learned=learned)
+    metrics, per_sample = compute_metrics(references=refs, generated=hyps, bertscore=config, learned=learned)
     if args.per_sample:
         per_sample.to_csv(args.per_sample, index=False)
     json.dump(metrics, sys.stdout, indent=2)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from study.metrics import bleu_statistics
+from study.evaluation.text import bleu_statistics
 
 FINDINGS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
 CONFIGS = {  # name: (tasks, alpha, beta, gamma, epoch of best validation loss for repeat 0)

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from study import analysis as A
+from study.analysis import hypervolume as HV
 from study.report import main as report_main
-from study.report import render
-from study.significance import compare_recipes, mean_interval
+from study.analysis.report import render
+from study.analysis.significance import compare_recipes, mean_interval
 
 from .fixture_experiment import make_experiment
 
@@ -40,13 +41,13 @@ def test_pareto_matches_optuna_best_trials():
 
 
 def test_hypervolume_hand_and_optuna():
-    assert A._hv_min(np.array([[1.0, 2.0], [2.0, 1.0]]), np.array([3.0, 3.0])) == pytest.approx(3.0)
+    assert HV._hv_min(np.array([[1.0, 2.0], [2.0, 1.0]]), np.array([3.0, 3.0])) == pytest.approx(3.0)
     from optuna._hypervolume import compute_hypervolume
 
     rng = np.random.default_rng(2)
     pts = rng.random((25, 3))
     ref = np.full(3, 1.1)
-    assert A._hv_min(pts, ref) == pytest.approx(compute_hypervolume(pts, ref), rel=1e-9)
+    assert HV._hv_min(pts, ref) == pytest.approx(compute_hypervolume(pts, ref), rel=1e-9)
 
 
 def _trials(values_by_config: dict, metrics=("val_a", "val_b")) -> pd.DataFrame:
@@ -121,7 +122,7 @@ def test_method_comparison_by_hand():
     assert configs["beyond"].tolist() == [False, False, False, True, False]
     one_seed = _methods({"S1": [(0.6, 0.2)], "M": [(0.5, 0.5)]}, {"S1": "static", "M": "pcgrad"}, objectives)
     assert A.method_comparison(one_seed, objectives, n_boot=20)["verdict"].tolist() == ["reference", "too few seeds"]
-    from study.report import methods_answer
+    from study.analysis.report import methods_answer
 
     answer = methods_answer(table.reset_index())
     assert answer.startswith("**Beyond tuned static weights: pcgrad**") and "Short of it: famo." in answer
@@ -255,7 +256,7 @@ def test_paper_comparison_against_hand_values(experiment):
     assert table.loc[("rouge_l", "MTL-TP"), "group_mean"] == pytest.approx(0.71)
     from pycocoevalcap.bleu.bleu import Bleu
     from .fixture_experiment import GENERATED, N, REFERENCE
-    from study.metrics import normalize_text
+    from study.evaluation.text import normalize_text
     for group in ("MTL-EQ", "MTL-TP"):
         ref = {i: [normalize_text(REFERENCE)] for i in range(N)}
         bleu_group = Bleu(4).compute_score(ref, {i: [normalize_text(GENERATED[group])] for i in range(N)}, verbose=0)[0]
@@ -331,7 +332,7 @@ def test_hypervolume_plot_takes_an_interval_that_lies_above_the_estimate(tmp_pat
     """The methods study's report failed here: its front's bootstrap interval (0.1704 to 0.1817)
     lay wholly above the hypervolume of the means (0.1700): resampling seeds raises a maximum of
     noisy means. The plot used to draw it as an error bar from the estimate (negative length)."""
-    from study.plots import hypervolume_curve
+    from study.analysis.plots import hypervolume_curve
 
     history = pd.DataFrame({"n_configs": [1, 2], "config_id": ["a", "b"], "hypervolume": [0.1, 0.170]})
     out = hypervolume_curve(history, {"hypervolume": 0.1700, "ci_low": 0.1704, "ci_high": 0.1817}, tmp_path / "hv.png")

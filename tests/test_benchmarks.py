@@ -10,7 +10,7 @@ from benchmarks import search, sweep
 from benchmarks.__main__ import main as bench_main
 from benchmarks.common import Finding, format_table
 from search_spaces import resolve
-from study.space import load_space
+from study.spec.space_file import load_space
 
 
 def test_finding_checks_its_target_and_rejects_unknown_ops():

@@ -1,5 +1,5 @@
 """Cluster: cluster.yaml validity and security, remote results storage through pyarrow, and
-multi-node behaviour on a local autoscaling twin of cluster.yaml (study.cluster)."""
+multi-node behaviour on a local autoscaling twin of cluster.yaml (python -m study.cluster)."""
 import json
 import os
 import re
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from study.storage import Location, Remote, bundle_dataset, local_dataset
+from study.results.remote import Location, Remote, bundle_dataset, local_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY_PORTS = {6379, 8265, 10001}
@@ -56,9 +56,10 @@ def test_concurrency_comes_from_what_the_cluster_can_grow_to():
     """cluster.yaml starts with a 0-GPU head; its 8 gpu_worker nodes (1 GPU each) hold 4 trials of
     2 one-GPU workers. Sized from the GPUs up now (0), the study used to refuse to start."""
     from search_spaces import resolve
-    from study.cluster import ClusterShape
-    from study.space import load_space
-    from study.tune import StudyContext, plan_resources
+    from study.spec.resources import ClusterShape
+    from study.spec.space_file import load_space
+    from study.spec.request import StudyContext
+    from study.spec.resources import plan_resources
 
     shape = ClusterShape.from_config(load_cluster_yaml(), source="cluster.yaml")
     ctx = StudyContext(load_space(resolve("smoke")), "", "", 0, workers_per_trial=2, gpus_per_worker=1)
@@ -78,7 +79,7 @@ def test_concurrency_comes_from_what_the_cluster_can_grow_to():
 def test_the_worker_cap_counts_the_biggest_nodes_first():
     """Two GPU types under a cap of 3 worker nodes: 2 nodes of 8 GPUs (16 one-GPU workers) and then
     1 node of 1 GPU = 17 workers; the 4-CPU head holds none (no GPU)."""
-    from study.cluster import ClusterShape
+    from study.spec.resources import ClusterShape
 
     shape = ClusterShape.from_config({
         "max_workers": 3, "head_node_type": "head",
@@ -94,7 +95,7 @@ def test_the_worker_cap_counts_the_biggest_nodes_first():
 def test_the_local_twin_has_cluster_yamls_node_types_and_settings():
     from ray.autoscaler._private.util import validate_config
 
-    from study.cluster import FAKE_HEAD_TYPE, local_twin
+    from study.sweep.twin import FAKE_HEAD_TYPE, local_twin
 
     config = load_cluster_yaml()
     twin = local_twin(config, "127.0.0.1:1234")
@@ -114,8 +115,11 @@ def test_the_local_twin_has_cluster_yamls_node_types_and_settings():
 def test_local_storage_is_refused_where_other_machines_run_trials(tmp_path):
     """cluster.yaml's autoscaler adds AWS nodes: a local --storage would hold nothing they write.
     Refused before anything is written; a URI, or --shared-storage, is accepted."""
-    from study.cluster import ClusterShape, off_this_machine
-    from study.run import check_storage_reach, main, parse_args
+    from study.spec.resources import ClusterShape
+    from study.sweep.nodes import off_this_machine
+    from study.run import main
+    from study.spec.flags import parse_args
+    from study.spec.plan import check_storage_reach
 
     with pytest.raises(SystemExit, match=r"--storage .*a path on this machine.*gpu_worker.*s3://BUCKET.*--shared-storage"):
         main(["--cluster-config", str(ROOT / "cluster.yaml"), "--storage", str(tmp_path), "--name", "x", *TINY])
@@ -149,7 +153,7 @@ def test_remote_round_trip_through_pyarrow(tmp_path):
 
 def test_dataset_bundle_is_self_contained(tiny_dataset, tmp_path, monkeypatch):
     from data.dataset import PreparedDataset
-    from study import storage
+    from study.results import remote as storage
 
     bundle = bundle_dataset(tiny_dataset.directory, tmp_path / "bundle")
     Remote(f"file://{tmp_path}/remote").upload(bundle, "dataset/fp")
@@ -179,7 +183,7 @@ def test_pulls_fetch_only_what_changed(tmp_path):
 def test_bundle_marker_goes_last_and_an_incomplete_bundle_is_refused(tiny_dataset, tmp_path, monkeypatch):
     import pyarrow.fs as pafs
 
-    from study import storage
+    from study.results import remote as storage
 
     bundle = bundle_dataset(tiny_dataset.directory, tmp_path / "bundle")
     order, real = [], pafs.copy_files
@@ -195,7 +199,7 @@ def test_bundle_marker_goes_last_and_an_incomplete_bundle_is_refused(tiny_datase
 
 @pytest.mark.slow
 def test_sweep_with_results_on_a_uri(tmp_path, monkeypatch):
-    from study import storage
+    from study.results import remote as storage
     from study.run import main
 
     monkeypatch.setattr(storage, "DEFAULT_LOCAL_ROOT", tmp_path / "cache")
@@ -223,7 +227,7 @@ def local_cluster():
     autoscaler looks every second and declares a node dead after 10 s of silence. Its own
     temporary directory (short: Ray's socket paths are limited) and ports; ending it touches no
     other process."""
-    from study.cluster import down, own_processes, up
+    from study.sweep.twin import down, own_processes, up
 
     directory = Path(tempfile.mkdtemp(prefix="mtl-", dir="/tmp"))
     state = up(directory, ROOT / "cluster.yaml", update_interval_s=1, heartbeat_timeout_s=10)
@@ -239,7 +243,7 @@ def test_autoscaling_cluster_launches_gpu_nodes_and_survives_node_loss(local_clu
     the trials' requests make the autoscaler launch gpu_worker nodes (recorded in study.json),
     each trial's two workers get a GPU each on two nodes, and killing one of the second trial's
     nodes makes that trial resume from its checkpoint; every trial is recorded exactly once."""
-    from study.cluster import FAKE_HEAD_TYPE, remove_node
+    from study.sweep.twin import FAKE_HEAD_TYPE, remove_node
 
     directory, state = local_cluster
     out = tmp_path / "driver.log"

@@ -253,12 +253,12 @@ def test_evaluate_refuses_unreadable_report_files(name, content, flags, expect, 
 def test_a_full_disk_is_one_line_with_the_path_and_what_to_do(tmp_path, monkeypatch):
     import errno
 
-    import study.run
+    import study.sweep.driver
 
-    def full(args):
+    def full(args, cohort_dir):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cohort" / "cache" / "features.npy"))
 
-    monkeypatch.setattr(study.run, "prepare_data", full)
+    monkeypatch.setattr(study.sweep.driver, "prepare_data", full)
     with pytest.raises(SystemExit) as stop:
         run_main(["--storage", str(tmp_path), "--name", "x", "--search-space", "smoke", *TINY])
     assert stop.value.code == (f"{tmp_path}/cohort/cache/features.npy: No space left on device; free some space "
@@ -277,7 +277,7 @@ def test_a_torn_results_table_says_how_to_rebuild_it(tmp_path):
 
 def test_bertscore_flags_reach_the_trials_settings():
     """--bertscore-* become fixed settings of every trial (so trials score as study.evaluate does)."""
-    from study.settings import build_configs
+    from study.spec.settings import build_configs
 
     _, _, shipped = build_configs({})
     assert (shipped["bertscore_model"], shipped["bertscore_layers"], shipped["bertscore_rescale"]) == (None, 6, False)

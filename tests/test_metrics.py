@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, hamming_loss, precision_recall_fscore_support
 
-from study import metrics as M
-from study.significance import holm
+from study.evaluation import bertscore as B
+from study.evaluation import metrics as M
+from study.evaluation import text as T
+from study.analysis.significance import holm
 
 REFS = ["The heart is enlarged. No pleural effusion.", "The lungs are clear. No pneumothorax.",
         "Mild pulmonary edema, small bilateral effusions.", "No acute process."]
@@ -17,19 +19,19 @@ HYPS = ["Heart size is enlarged; there is no pleural effusion!", "Large right pl
 
 
 def coco_inputs(refs, hyps):
-    return ({i: [M.normalize_text(r)] for i, r in enumerate(refs)},
-            {i: [M.normalize_text(h)] for i, h in enumerate(hyps)})
+    return ({i: [T.normalize_text(r)] for i, r in enumerate(refs)},
+            {i: [T.normalize_text(h)] for i, h in enumerate(hyps)})
 
 
 def test_normalize_text():
-    assert M.normalize_text("No  pleural effusion.\nHeart: ENLARGED!") == "no pleural effusion heart enlarged"
-    assert M.normalize_text(None) == "" and M.normalize_text(float("nan")) == ""
+    assert T.normalize_text("No  pleural effusion.\nHeart: ENLARGED!") == "no pleural effusion heart enlarged"
+    assert T.normalize_text(None) == "" and T.normalize_text(float("nan")) == ""
 
 
 def test_bleu_matches_pycocoevalcap():
     from pycocoevalcap.bleu.bleu import Bleu
 
-    ours, per_sample = M.bleu(REFS, HYPS)
+    ours, per_sample = T.bleu(REFS, HYPS)
     corpus, samples = Bleu(4).compute_score(*coco_inputs(REFS, HYPS), verbose=0)
     for n in range(4):
         assert ours[f"bleu{n + 1}"] == pytest.approx(corpus[n], abs=1e-6)
@@ -38,9 +40,9 @@ def test_bleu_matches_pycocoevalcap():
 
 
 def test_bleu_edge_cases():
-    same, _ = M.bleu(REFS, REFS)
+    same, _ = T.bleu(REFS, REFS)
     assert all(same[f"bleu{n}"] == pytest.approx(1.0, abs=1e-6) for n in range(1, 5))
-    short, _ = M.bleu(["the heart is enlarged today"], ["heart enlarged"])  # < 4 tokens
+    short, _ = T.bleu(["the heart is enlarged today"], ["heart enlarged"])  # < 4 tokens
     assert 0 < short["bleu1"] < 1 and short["bleu4"] < 1e-3
 
 
@@ -49,11 +51,11 @@ def test_rouge_l_matches_rouge_score_and_coco():
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"])
-    expected = [scorer.score(M.normalize_text(r), M.normalize_text(h))["rougeL"].fmeasure
+    expected = [scorer.score(T.normalize_text(r), T.normalize_text(h))["rougeL"].fmeasure
                 for r, h in zip(REFS, HYPS)]
-    np.testing.assert_allclose(M.rouge_l(REFS, HYPS), expected, atol=1e-6)
-    assert M.rouge_l(REFS, REFS) == pytest.approx([1.0] * 4)
-    coco, _ = M.coco_rouge_and_cider(REFS, HYPS)
+    np.testing.assert_allclose(T.rouge_l(REFS, HYPS), expected, atol=1e-6)
+    assert T.rouge_l(REFS, REFS) == pytest.approx([1.0] * 4)
+    coco, _ = T.coco_rouge_and_cider(REFS, HYPS)
     assert coco["rouge_l_coco"] == pytest.approx(Rouge().compute_score(*coco_inputs(REFS, HYPS))[0], abs=1e-6)
 
 
@@ -61,7 +63,7 @@ def test_cider_matches_pycocoevalcap():
     from pycocoevalcap.cider.cider import Cider
 
     corpus, per_sample = Cider().compute_score(*coco_inputs(REFS, HYPS))
-    ours, ours_per_sample = M.coco_rouge_and_cider(REFS, HYPS)
+    ours, ours_per_sample = T.coco_rouge_and_cider(REFS, HYPS)
     assert ours["cider"] == pytest.approx(corpus, abs=1e-6)
     np.testing.assert_allclose(ours_per_sample, per_sample, atol=1e-9)
 
@@ -73,26 +75,26 @@ def test_corpus_bleu_from_statistics_matches_pycocoevalcap_on_any_subset():
 
     refs = REFS + ["Small left pleural effusion. The heart size is normal.", "No focal consolidation."]
     hyps = HYPS + ["There is a small left pleural effusion.", "No focal consolidation is seen today."]
-    stats = M.bleu_statistics(refs, hyps)
-    assert list(stats.columns) == list(M.BLEU_STATS) and stats.loc[2, "bleu_testlen"] == 0
+    stats = T.bleu_statistics(refs, hyps)
+    assert list(stats.columns) == list(T.BLEU_STATS) and stats.loc[2, "bleu_testlen"] == 0
     for subset in ([0, 1, 2, 3, 4, 5], [4, 4, 5, 0], [1, 3, 3, 3], [5]):
         expected, _ = Bleu(4).compute_score(*coco_inputs([refs[i] for i in subset], [hyps[i] for i in subset]),
                                             verbose=0)
         sums = stats.iloc[subset].sum()
-        np.testing.assert_allclose(M.corpus_bleu(sums), expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(T.corpus_bleu(sums), expected, rtol=1e-9, atol=1e-12)
 
 
 def test_bertscore_matches_library_and_ranks_paraphrase_higher():
     from bert_score import score
 
-    model = M.BertScoreConfig().resolved_model()
+    model = B.BertScoreConfig().resolved_model()
     refs = ["the heart is enlarged and there is no pleural effusion"] * 2
     hyps = ["cardiomegaly without pleural effusion", "the patient fell from a ladder last week"]
-    ours = M.bertscore_f1(refs, hyps)
+    ours = B.bertscore_f1(refs, hyps)
     _, _, direct = score(hyps, refs, model_type=model, num_layers=6, lang="en")
     np.testing.assert_allclose(ours, direct.numpy(), atol=1e-6)
     assert ours[0] > ours[1]
-    assert M.bertscore_f1(["a report"], [""])[0] == 0.0
+    assert B.bertscore_f1(["a report"], [""])[0] == 0.0
 
 
 # ---- clinical efficacy (the labeler itself: tests/test_labeler.py) ----------------------------------
@@ -147,10 +149,10 @@ def test_holm_worked_example():
 
 # ---- entry point and command --------------------------------------------------------------------
 def test_evaluate_leaves_out_switched_off_tasks():
-    metrics, per = M.evaluate(sample_ids=["a", "b"], oc_true=[1, 2], oc_pred=[1, 3], bertscore=None)
+    metrics, per = M.compute_metrics(sample_ids=["a", "b"], oc_true=[1, 2], oc_pred=[1, 3], bertscore=None)
     assert set(metrics) == {"oc_accuracy", "oc_mae", "oc_mse", "oc_acc_corr"}
     assert list(per.columns) == ["sample_id", "acuity_true", "acuity_pred"]
-    metrics, per = M.evaluate(references=REFS, generated=HYPS, ml_true=np.zeros((4, 5)),
+    metrics, per = M.compute_metrics(references=REFS, generated=HYPS, ml_true=np.zeros((4, 5)),
                               ml_prob=np.zeros((4, 5)), bertscore=None)
     assert {"bleu4", "rouge_l", "ce_f1", "ml_f1"} <= set(metrics) and "oc_accuracy" not in metrics
     assert "bertscore_f1" not in metrics and {"bleu4", "rouge_l", "generated"} <= set(per.columns)
@@ -172,7 +174,7 @@ def test_evaluate_command(tmp_path, capsys):
 def test_learned_scorers_without_weights_are_skipped_with_one_line_each():
     """CheXbert / RadGraph never download: without the package or its weights (as on CI), each
     requested scorer is skipped with one line naming what is missing."""
-    from study.scorers import usable
+    from study.evaluation.scorers import usable
 
     lines = []
     assert usable(["chexbert", "radgraph"], announce=lines.append) == ()
@@ -180,9 +182,9 @@ def test_learned_scorers_without_weights_are_skipped_with_one_line_each():
 
 
 def test_learned_scores_join_the_text_metrics(monkeypatch):
-    from study import scorers
+    from study.evaluation import scorers
 
     monkeypatch.setattr(scorers, "score", lambda name, refs, hyps: {scorers.METRIC[name]: 0.25 * len(refs)})
-    metrics, _ = M.evaluate(references=["no effusion", "effusion"], generated=["no effusion", "edema"],
+    metrics, _ = M.compute_metrics(references=["no effusion", "effusion"], generated=["no effusion", "edema"],
                             bertscore=None, learned=("chexbert",))
     assert metrics["chexbert_f1"] == 0.5 and "radgraph_f1" not in metrics

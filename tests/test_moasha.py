@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from study.analysis import crowding_distance, nondominated_ranks, promotion_order
-from study.moasha import MultiObjectiveASHA
+from study.analysis.fronts import crowding_distance, nondominated_ranks, promotion_order
+from study.sweep.moasha import MultiObjectiveASHA
 
 
 def test_nondominated_ranks_match_optuna():

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.progress import describe, progress_line, study_state
+from study.sweep.progress import describe, progress_line, study_state
 
 
 def test_describe_shows_weights_as_a_b_c_and_hides_sampler_variables():

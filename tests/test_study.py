@@ -13,10 +13,13 @@ import pytest
 
 from search_spaces import available, resolve
 from study.run import main as run_main
-from study.run import parse_args
-from study.space import SearchSpaceError, load_space, simplex_weights
-from study.store import CONTRACT_COLUMNS, EPOCH_COLUMNS, consolidate, load
-from study.tune import StudyContext, plan_resources
+from study.spec.flags import parse_args
+from study.spec.space import SearchSpaceError, stick_breaking
+from study.spec.space_file import load_space
+from study.results.layout import CONTRACT_COLUMNS, EPOCH_COLUMNS
+from study.results.tables import consolidate, load
+from study.spec.request import StudyContext
+from study.spec.resources import plan_resources
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n-synthetic", "40", "--image-size", "32", "--weights", "none", "--no-report"]
@@ -48,7 +51,7 @@ def test_simplex_parameterisation():
 
     rng = np.random.default_rng(0)
     u = rng.random((20000, 2))
-    w = np.array([simplex_weights(*row) for row in u])
+    w = np.array([stick_breaking(*row) for row in u])
     assert np.allclose(w.sum(1), 1.0) and (w >= 0).all()
     for j in range(3):
         assert kstest(w[:, j], beta(1, 2).cdf).pvalue > 0.01, j
@@ -57,13 +60,13 @@ def test_simplex_parameterisation():
         assert kstest(w[part, 1] / (1 - w[part, 0]), uniform.cdf).pvalue > 0.01
     naive_a = u[:, 0]
     assert kstest(naive_a, beta(1, 2).cdf).pvalue < 1e-6
-    ordered = np.array([simplex_weights(*rng.random(2), prioritise="text") for _ in range(100)])
+    ordered = np.array([stick_breaking(*rng.random(2), prioritise="text") for _ in range(100)])
     assert (ordered[:, 0] >= ordered[:, 1]).all() and (ordered[:, 1] >= ordered[:, 2]).all()
 
 
 def test_repeats_and_baseline_in_a_space(tmp_path):
     space = load_space(resolve("paper"))
-    from study.space import group_of
+    from study.spec.space import group_of
 
     assert space.repeats == 3 and space.baseline == "STL"
     assert [group_of(c["name"], "STL") for c in space.configs] == ["STL", "STL", "STL", "MTL-EQ", "MTL-TP"]
@@ -80,7 +83,7 @@ def test_repeats_and_baseline_in_a_space(tmp_path):
 
 
 def test_trial_seed_depends_on_study_seed_configuration_and_repeat_only():
-    from study.request import config_id_of, trial_seed
+    from study.spec.request import config_id_of, trial_seed
 
     config = {"loss_weights_u1": 0.25, "num_heads": 3}
     seeds = {trial_seed(0, config, r) for r in range(3)}
@@ -90,101 +93,47 @@ def test_trial_seed_depends_on_study_seed_configuration_and_repeat_only():
     assert trial_seed(0, {**config, "num_heads": 4}, 0) != trial_seed(0, config, 0)
     assert config_id_of(config) == config_id_of(dict(reversed(list(config.items()))))
     space = load_space(resolve("smoke"))
-    a = StudyContext(space, "", "/x", 7).request("trial-a", {**config, "loss_weights_u2": 0.5, "__trial_index__": 2})
-    b = StudyContext(space, "", "/x", 7).request("trial-b", {**config, "loss_weights_u2": 0.5, "__trial_index__": 2})
+    a = StudyContext(space, "", "/x", 7).request("trial-a", {**config, "loss_weights_u2": 0.5, "repeat": 2})
+    b = StudyContext(space, "", "/x", 7).request("trial-b", {**config, "loss_weights_u2": 0.5, "repeat": 2})
     assert a.seed == b.seed and a.config_id == b.config_id and a.repeat == 2  # trial ids do not matter
 
 
-class _Recorder:
-    """An inner searcher that records what the wrapper tells it."""
+def _search(tmp_path, space, repeats):
+    from study.results.optuna_db import optuna_storage
+    from study.sweep.search import StudySearch
 
-    def __new__(cls):
-        from ray.tune.search import Searcher
-
-        class Recorder(Searcher):
-            def __init__(self):
-                super().__init__(metric=["val_a", "val_b"], mode=["max", "max"])
-                self.told, self.count = [], 0
-
-            def suggest(self, trial_id):
-                self.count += 1
-                return {"x": self.count}
-
-            def on_trial_complete(self, trial_id, result=None, error=False):
-                self.told.append((trial_id, result, error))
-
-        return Recorder()
+    return StudySearch(space, repeats=repeats, seed=0, study_name="s", storage=optuna_storage(tmp_path))
 
 
 def test_repeated_search_tells_each_objective_mean_and_survives_a_save(tmp_path):
-    from study.tune import RepeatedSearch
-
-    search = RepeatedSearch(_Recorder(), repeat=3)
-    configs = [search.suggest(f"t{i}") for i in range(6)]
-    assert [c["x"] for c in configs] == [1, 1, 1, 2, 2, 2]
-    assert [c["__trial_index__"] for c in configs] == [0, 1, 2, 0, 1, 2]
-    search.on_trial_complete("t0", {"val_a": 0.2, "val_b": 0.9})
-    search.on_trial_complete("t1", {"val_a": 0.4, "val_b": float("nan")})  # b missing for one seed
-    search.on_trial_complete("t3", None, error=True)
-    search.save(str(tmp_path / "searcher.pkl"))  # a resumed sweep continues half-finished groups
-    restored = RepeatedSearch(_Recorder(), repeat=3)
-    restored.restore(str(tmp_path / "searcher.pkl"))
-    restored.on_trial_complete("t2", {"val_a": 0.6, "val_b": 0.7})
-    restored.on_trial_complete("t4", None, error=True)
-    restored.on_trial_complete("t5", None, error=True)
-    (first, result, error), (second, none, failed) = restored.searcher.told
-    assert first == "t0" and not error and result == pytest.approx({"val_a": 0.4, "val_b": 0.8})
-    assert second == "t3" and none is None and failed  # every seed failed: the configuration failed
-
-
-def _optuna_search(tmp_path, space):
-    from ray.tune.search.optuna import OptunaSearch
-
-    from study.tune import optuna_storage
-
-    return OptunaSearch(space.suggest, metric=space.metrics, mode=space.modes, sampler=space.sampler(0),
-                        study_name="s", storage=optuna_storage(tmp_path))
-
-
-def test_searcher_study_on_disk_records_curves_and_takes_back_a_draw_lost_in_a_kill(tmp_path):
-    """The Optuna study in optuna.db: per-epoch means over seeds (by hand) while trials run, the
-    objectives' means at the end. A configuration drawn after the last checkpoint (a SIGKILL
-    before Ray saved its state) is drawn again with the same parameters after the restore: the
-    storage holds each configuration once. On the old code (no reconciliation) the storage
-    held three trials, one RUNNING for ever."""
+    """Three seeds per configuration: Optuna is told each objective's mean over the seeds that
+    reported it (worked out by hand), the groups survive a save and restore in the middle, and a
+    configuration whose every seed failed is FAIL."""
     import optuna
 
-    from study.tune import RepeatedSearch
-
     space = load_space(resolve("smoke"))
-    search = RepeatedSearch(_optuna_search(tmp_path, space), repeat=2)
-    first = [search.suggest("t0"), search.suggest("t1")]
-    search.on_trial_result("t0", {"epoch": 1, "val_loss_text": 2.0, "val_loss_oc": 1.0, "evaluated": False})
-    search.on_trial_result("t1", {"epoch": 1, "val_loss_text": 4.0, "val_loss_oc": 3.0, "evaluated": False})
-    search.on_trial_result("t0", {"epoch": 2, "val_loss_text": 1.0, "val_loss_oc": 0.5, "evaluated": False})
-    search.on_trial_complete("t0", {"val_rouge_l": 0.2, "val_oc_accuracy": 0.5, "val_ml_f1": 0.1})
-    search.on_trial_complete("t1", {"val_rouge_l": 0.4, "val_oc_accuracy": 0.3, "val_ml_f1": 0.3})
-    search.save(str(tmp_path / "searcher.pkl"))
-    lost = search.suggest("t2")  # drawn, then the driver is killed before the next checkpoint
-
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    done = optuna.load_study(study_name="s", storage=url).trials[0]
-    assert done.state == optuna.trial.TrialState.COMPLETE
-    assert done.values == pytest.approx([0.3, 0.4, 0.2])  # means over the two seeds
-    assert done.intermediate_values == pytest.approx({1: 3.0 + 2.0, 2: 1.0 + 0.5})  # sum of task means
-    assert done.user_attrs["val_loss_text"] == pytest.approx([3.0, 1.0])
-    assert done.params == {k: v for k, v in first[0].items() if k != "__trial_index__"}
-
-    restored = RepeatedSearch(_optuna_search(tmp_path, space), repeat=2)
+    search = _search(tmp_path, space, 3)
+    configs = [search.suggest(f"t{i}") for i in range(6)]
+    params = [{k: v for k, v in c.items() if k != "repeat"} for c in configs]
+    assert params[0] == params[1] == params[2] != params[3] == params[4] == params[5]
+    assert [c["repeat"] for c in configs] == [0, 1, 2, 0, 1, 2]
+    search.on_trial_complete("t0", {"val_rouge_l": 0.2, "val_oc_accuracy": 0.9, "val_ml_f1": 0.5})
+    search.on_trial_complete("t1", {"val_rouge_l": 0.4, "val_oc_accuracy": float("nan"), "val_ml_f1": 0.7})
+    search.on_trial_complete("t3", None, error=True)
+    search.save(str(tmp_path / "searcher.pkl"))  # a resumed sweep continues half-finished groups
+    restored = _search(tmp_path, space, 3)
     restored.restore(str(tmp_path / "searcher.pkl"))
-    again = restored.suggest("t2")
-    assert again == lost
-    trials = optuna.load_study(study_name="s", storage=url).trials
-    assert len(trials) == 2 and [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]
+    restored.on_trial_complete("t2", {"val_rouge_l": 0.6, "val_oc_accuracy": 0.7, "val_ml_f1": 0.9})
+    restored.on_trial_complete("t4", None, error=True)
+    restored.on_trial_complete("t5", None, error=True)
+    first, second = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials
+    assert first.state.name == "COMPLETE" and first.values == pytest.approx([0.4, 0.8, 0.7])
+    assert first.params == params[0] and second.params == params[3]
+    assert second.state.name == "FAIL"  # every seed failed: the configuration failed
 
 
 def test_unfinished_counts_stopped_and_failed_trials_as_final():
-    from study.run import unfinished_trials
+    from study.sweep.driver import unfinished_trials
 
     trials = pd.DataFrame({"status": ["TERMINATED", "STOPPED", "STOPPED", "ERROR"]})
     assert unfinished_trials(trials, 4) == 0 and unfinished_trials(trials, 6) == 2
@@ -206,8 +155,8 @@ def test_finish_times_come_from_the_records_not_the_files(tmp_path):
 
 
 def test_resume_uses_the_recorded_search_space(tmp_path):
-    from study.run import load_study_space
-    from study.storage import Location
+    from study.spec.plan import load_study_space
+    from study.results.remote import Location
 
     space_file = tmp_path / "mine.yaml"
     space_file.write_text("sampler: random\nnum_samples: 2\nparams: {num_heads: {type: categorical, choices: [2]}}\n")
@@ -472,7 +421,7 @@ def test_sigkill_then_resume_runs_every_trial_exactly_once(tmp_path):
         t = told[round(row["param_loss_weights_u1"], 12)]
         assert t.values == pytest.approx(row[objectives].tolist())
         assert sorted(t.intermediate_values) == [1, 2]
-    from study.analysis import pareto_mask
+    from study.analysis.fronts import pareto_mask
 
     front = {round(t.params["loss_weights_u1"], 12) for t in study.best_trials}
     on_front = pareto_mask(means[objectives].to_numpy(), ["max"] * 3)  # trials.parquet's front of means

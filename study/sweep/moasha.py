@@ -6,10 +6,10 @@ Rungs sit at ``grace_period * reduction_factor**k`` epochs below ``max_t``. When
 a rung, its validation losses are recorded there and compared with every trial recorded at that
 rung so far (asynchronously: trials never wait for each other). It goes on only if it is in the
 best ``1 / reduction_factor`` of them by non-dominated sorting, ties within a front broken by
-crowding distance (:func:`study.analysis.promotion_order`). A trial is compared on the tasks it
+crowding distance (:func:`study.analysis.fronts.promotion_order`). A trial is compared on the tasks it
 trains: a single-task trial only with trials that have that task's loss, and on that loss alone.
 The first trials at a rung always go on, as in ASHA. A stopped trial is recorded ``STOPPED`` with
-its last metrics (:class:`study.tune.ResultsCallback`) and is never on a front.
+its last metrics (:class:`study.sweep.tuner.ResultsCallback`) and is never on a front.
 """
 from __future__ import annotations
 
@@ -18,14 +18,13 @@ import math
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from .analysis import promotion_order
-
-LOSSES = ("val_loss_text", "val_loss_oc", "val_loss_ml")  # what each epoch reports, lower is better
+from study.analysis.fronts import promotion_order
+from study.results.layout import VAL_LOSSES
 
 
 class MultiObjectiveASHA(FIFOScheduler):
     def __init__(self, *, max_t: int, grace_period: int = 1, reduction_factor: int = 3,
-                 metrics: tuple[str, ...] = LOSSES, time_attr: str = "epoch"):
+                 metrics: tuple[str, ...] = VAL_LOSSES, time_attr: str = "epoch"):
         if grace_period < 1 or max_t <= grace_period or reduction_factor < 2:
             raise ValueError(f"MO-ASHA needs 1 <= grace_period < max_t and reduction_factor >= 2, got "
                              f"grace_period={grace_period}, max_t={max_t}, reduction_factor={reduction_factor}")

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from .layout import STUDY, TRIALS_DIR
+
 DEFAULT_LOCAL_ROOT = Path(os.environ.get("MTL_STUDY_CACHE", Path.home() / ".cache" / "mtl-study"))
 
 
@@ -97,12 +99,9 @@ class Remote:
             self.fs.delete_dir(self.path(rel))
 
 
-RECORD_TABLES = ("trials.parquet", "configs.parquet", "epochs.parquet", "predictions.parquet")
-
-
 def pull_records(remote: Remote, local_dir: Path) -> None:
     """Fetch every trial's records (not its checkpoint weights) for consolidation."""
-    remote.download("trials", local_dir / "trials", skip_suffixes=(".npz",))
+    remote.download(TRIALS_DIR, local_dir / TRIALS_DIR, skip_suffixes=(".npz",))
 
 
 def push_files(remote: Remote, local_dir: Path, *rels: str) -> None:
@@ -149,13 +148,13 @@ class Location:
 
     def has_study(self) -> bool:
         remote = self.remote
-        return remote.exists("study.json") if remote else (self.local_dir / "study.json").exists()
+        return remote.exists(STUDY) if remote else (self.local_dir / STUDY).exists()
 
     def read_study(self) -> dict:
         remote = self.remote
         if remote:
-            remote.download("study.json", self.local_dir / "study.json")
-        return json.loads((self.local_dir / "study.json").read_text())
+            remote.download(STUDY, self.local_dir / STUDY)
+        return json.loads((self.local_dir / STUDY).read_text())
 
 
 BUNDLE_FILES = ("encoded.npz", "cohort.parquet", "preprocessor.json", "features.npy", "meta.json")

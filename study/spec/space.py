@@ -54,32 +54,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-import yaml
 
-from .metrics import METRICS, task_of_metric
+from study.evaluation.names import task_of_metric
+
 from .settings import SETTING_KEYS, build_configs, strategy_of_setting
+
 DEFAULT_OBJECTIVES = [{"metric": "val_rouge_l", "mode": "max"},
                       {"metric": "val_oc_accuracy", "mode": "max"},
                       {"metric": "val_ml_f1", "mode": "max"}]
-SAMPLERS = ("tpe", "gp", "nsga2", "nsga3", "random", "grid")
-TOP_KEYS = {"description", "sampler", "sampler_options", "num_samples", "repeats", "objectives",
-            "fixed", "params", "configs", "baseline"}
-PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
-              "categorical": ("type", "choices", "budget"), "simplex": ("type", "prioritise")}
-MAX_CHECKED_POINTS = 512  # corners checked jointly up to this many, else one parameter at a time
 
+SAMPLERS = ("tpe", "gp", "nsga2", "nsga3", "random", "grid")
+
+MAX_CHECKED_POINTS = 512  # corners checked jointly up to this many, else one parameter at a time
 
 class SearchSpaceError(ValueError):
     """The search space file breaks a rule; the message names the file, the key and the value."""
 
-
-def simplex_weights(u1: float, u2: float, prioritise: str | None = None) -> tuple[float, float, float]:
+def stick_breaking(u1: float, u2: float, prioritise: str | None = None) -> tuple[float, float, float]:
     """Stick-breaking map from the unit square to the simplex (uniform); see the module docs."""
     a = 1.0 - math.sqrt(1.0 - u1)
     b = (1.0 - a) * u2
     weights = (a, b, max(0.0, 1.0 - a - b))
     return tuple(sorted(weights, reverse=True)) if prioritise == "text" else weights
-
 
 @dataclass
 class SearchSpace:
@@ -188,7 +184,7 @@ class SearchSpace:
         the sampler searches or a named config sets cannot be fixed: that would silently change
         what the space means."""
         for key, value in settings.items():
-            _check_setting(self.path, "--set", key, value)
+            check_setting(self.path, "--set", key, value)
             varied = key in self.params or any(key in c for c in self.configs)
             if varied or (key in ("alpha", "beta", "gamma") and "loss_weights" in self.params):
                 raise ValueError(f"{key}: the space varies it (params or configs), so it cannot be fixed")
@@ -266,7 +262,7 @@ class SearchSpace:
                 continue
             if spec["type"] == "simplex":
                 u1, u2 = sampled[f"{name}_u1"], sampled[f"{name}_u2"]
-                a, b, c = simplex_weights(u1, u2, spec.get("prioritise"))
+                a, b, c = stick_breaking(u1, u2, spec.get("prioritise"))
                 settings.update(alpha=a, beta=b, gamma=c)
                 record.update({f"{name}_u1": u1, f"{name}_u2": u2})
             else:
@@ -278,32 +274,6 @@ class SearchSpace:
                     record[k] = settings[k]
         return settings, record
 
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping",
-                    key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def load_yaml(text: str, source) -> object:
-    """Parse YAML text strictly (no duplicate keys); errors name ``source`` and the line."""
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" line {where.line + 1}:" if where else ""
-        raise SearchSpaceError(f"{source}:{line} {getattr(exc, 'problem', None) or exc}") from None
-
-
 def group_of(config_name: str, baseline: str | None = None) -> str:
     """``STL-text`` -> ``STL`` when ``STL`` is the baseline; other names are their own group."""
     if baseline and config_name.startswith(f"{baseline}-"):
@@ -311,160 +281,22 @@ def group_of(config_name: str, baseline: str | None = None) -> str:
     return config_name
 
 
-def _fail(path, key, message):
+def fail(path, key, message):
     raise SearchSpaceError(f"{path}: {key}: {message}")
 
 
-def _check_setting(path, where, key, value):
+def check_setting(path, where, key, value):
     if key not in SETTING_KEYS:
-        _fail(path, f"{where}.{key}", f"unknown setting; known: {sorted(SETTING_KEYS)}")
+        fail(path, f"{where}.{key}", f"unknown setting; known: {sorted(SETTING_KEYS)}")
     if key == "tasks":
         tasks = [value] if isinstance(value, str) else value
         if not tasks or set(tasks) - {"text", "oc", "ml"}:
-            _fail(path, f"{where}.tasks", f"must be a non-empty list from [text, oc, ml], got {value!r}")
+            fail(path, f"{where}.tasks", f"must be a non-empty list from [text, oc, ml], got {value!r}")
     if key == "modalities":
         chosen = [value] if isinstance(value, str) else value
         if not chosen or set(chosen) - {"image", "clinical"}:
-            _fail(path, f"{where}.modalities", f"must be a non-empty list from [image, clinical], got {value!r}")
+            fail(path, f"{where}.modalities", f"must be a non-empty list from [image, clinical], got {value!r}")
     try:  # the value on its own (with every other setting at its default)
         build_configs({key: value})
     except ValueError as exc:
-        _fail(path, f"{where}.{key}", str(exc))
-
-
-def _check_param(path, name, spec):
-    key = f"params.{name}"
-    if not isinstance(spec, dict) or "type" not in spec:
-        _fail(path, key, f"expected a mapping with a 'type', got {spec!r}")
-    kind = spec["type"]
-    known = PARAM_KEYS.get(kind)
-    if known is None:
-        _fail(path, f"{key}.type", f"must be one of float, int, categorical, simplex; got {kind!r}")
-    unknown = sorted(set(spec) - set(known))
-    if unknown:
-        _fail(path, f"{key}.{unknown[0]}", f"unknown key for type {kind}; known: {list(known)}")
-    if kind == "simplex":
-        if name != "loss_weights":
-            _fail(path, key, "type simplex is only for 'loss_weights' (it sets alpha, beta, gamma)")
-        if spec.get("prioritise") not in (None, "text"):
-            _fail(path, f"{key}.prioritise", f"must be 'text' or absent, got {spec['prioritise']!r}")
-        return
-    if name not in SETTING_KEYS:
-        _fail(path, key, f"unknown setting; known: {sorted(SETTING_KEYS)}")
-    if kind in ("float", "int"):
-        for bound in ("low", "high"):
-            if not isinstance(spec.get(bound), (int, float)) or isinstance(spec.get(bound), bool):
-                _fail(path, f"{key}.{bound}", f"expected a number, got {spec.get(bound)!r}")
-        if spec["low"] >= spec["high"]:
-            _fail(path, key, f"low must be < high, got low={spec['low']}, high={spec['high']}")
-        if spec.get("log") and spec["low"] <= 0:
-            _fail(path, f"{key}.low", f"must be > 0 with log: true, got {spec['low']}")
-    elif kind == "categorical":
-        if not isinstance(spec.get("choices"), list) or not spec["choices"]:
-            _fail(path, f"{key}.choices", f"expected a non-empty list, got {spec.get('choices')!r}")
-        budget = spec.get("budget")
-        if budget is not None:
-            if not isinstance(budget, dict) or set(budget) != set(spec["choices"]):
-                _fail(path, f"{key}.budget", f"expected configurations for every choice {spec['choices']}, got {budget!r}")
-            for choice, n in budget.items():
-                if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                    _fail(path, f"{key}.budget.{choice}", f"expected a positive integer (configurations), got {n!r}")
-
-
-def _check_conditions(path, params: dict, fixed: dict) -> None:
-    """Refuse a param no trial reads (its strategy is never chosen), and a budget per choice
-    that would train one configuration again and again."""
-    chosen = params.get("weighting", {}).get("choices") or [fixed.get("weighting", "static")]
-    where = "params.weighting.choices" if "weighting" in params else "fixed.weighting" if "weighting" in fixed else "the default weighting"
-    for name in params:
-        owner = strategy_of_setting(name)
-        if owner is not None and owner not in chosen:
-            _fail(path, f"params.{name}", f"only weighting {owner} reads it, and {where} is {chosen if len(chosen) > 1 else chosen[0]!r}: "
-                                          f"no trial would use the sampled value")
-    for name, spec in params.items():
-        for choice, n in (spec.get("budget") or {}).items():
-            others = [p for p in params if p != name and (name != "weighting" or strategy_of_setting(p) in (None, choice))]
-            if n > 1 and not others:
-                _fail(path, f"params.{name}.budget.{choice}", f"{n} configurations of {choice} would all be the same "
-                                                                 f"(nothing else is sampled with it); give 1 and raise repeats for more seeds")
-
-
-def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
-    """Parse and validate a search space file (or its ``text``, named ``path`` in errors)."""
-    path = Path(path)
-    raw = load_yaml(path.read_text() if text is None else text, path)
-    if not isinstance(raw, dict):
-        raise SearchSpaceError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    for key in raw:
-        if key not in TOP_KEYS:
-            _fail(path, key, f"unknown key; known: {sorted(TOP_KEYS)}")
-    sampler = raw.get("sampler", "tpe")
-    if sampler not in SAMPLERS:
-        _fail(path, "sampler", f"must be one of {list(SAMPLERS)}, got {sampler!r}")
-    objectives = raw.get("objectives", DEFAULT_OBJECTIVES)
-    if not isinstance(objectives, list) or not objectives:
-        _fail(path, "objectives", f"expected a non-empty list, got {objectives!r}")
-    for i, o in enumerate(objectives):
-        if not isinstance(o, dict) or not str(o.get("metric", "")).startswith("val_"):
-            _fail(path, f"objectives[{i}].metric", f"must name a validation metric (val_...), got {o!r}")
-        if o.get("mode") not in ("min", "max"):
-            _fail(path, f"objectives[{i}].mode", f"must be 'min' or 'max', got {o.get('mode')!r}")
-        if task_of_metric(o["metric"]) is None:
-            known = sorted(f"val_{m}" for names in METRICS.values() for m in names)
-            _fail(path, f"objectives[{i}].metric", f"no trial reports {o['metric']!r}; known: {known}")
-    fixed = raw.get("fixed") or {}
-    for k, v in fixed.items():
-        _check_setting(path, "fixed", k, v)
-    params = raw.get("params") or {}
-    for name, spec in params.items():
-        _check_param(path, name, spec)
-    configs = raw.get("configs") or []
-    if configs and sampler != "grid":
-        _fail(path, "configs", f"named configs need sampler: grid, got {sampler!r}")
-    if configs and params:
-        _fail(path, "configs", "use either configs or params, not both")
-    if params.get("loss_weights", {}).get("type") == "simplex":
-        clash = sorted(k for k in ("alpha", "beta", "gamma") if k in fixed)
-        if clash:
-            _fail(path, f"fixed.{clash[0]}", f"loss_weights (simplex) sets alpha, beta and gamma; remove "
-                                             f"the fixed {', '.join(clash)} or the simplex parameter")
-    names = set()
-    for i, c in enumerate(configs):
-        if not isinstance(c, dict) or "name" not in c:
-            _fail(path, f"configs[{i}]", f"expected a mapping with a 'name', got {c!r}")
-        if c["name"] in names:
-            _fail(path, f"configs[{i}].name", f"duplicate name {c['name']!r}")
-        names.add(c["name"])
-        for k, v in c.items():
-            if k != "name":
-                _check_setting(path, f"configs[{i}]", k, v)
-    _check_conditions(path, params, fixed)
-    if sampler == "grid" and not configs:
-        for name, spec in params.items():
-            if spec["type"] != "categorical":
-                _fail(path, f"params.{name}", "the grid sampler needs categorical params (or configs)")
-    if not params and not configs:
-        _fail(path, "params", "a search space needs params (or configs for a grid)")
-    budgeted = [n for n, spec in params.items() if "budget" in spec]
-    if budgeted and sampler == "grid":
-        _fail(path, f"params.{budgeted[0]}.budget", "a budget per choice is for the samplers that draw (tpe, gp, nsga2, nsga3, random); a grid runs each choice once")
-    if len(budgeted) > 1:
-        _fail(path, f"params.{budgeted[1]}.budget", f"only one param may have a budget; {budgeted[0]} has one")
-    default_samples = sum(params[budgeted[0]]["budget"].values()) if budgeted else 8
-    num_samples = raw.get("num_samples", default_samples)
-    if budgeted and num_samples != default_samples:
-        _fail(path, "num_samples", f"must be the sum of params.{budgeted[0]}.budget ({default_samples}) or absent, got {num_samples!r}")
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
-        _fail(path, "num_samples", f"expected a positive integer, got {num_samples!r}")
-    repeats = raw.get("repeats", 1)
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        _fail(path, "repeats", f"expected a positive integer (seeds per configuration), got {repeats!r}")
-    baseline = raw.get("baseline")
-    if baseline is not None:
-        if not configs:
-            _fail(path, "baseline", "a baseline names a group of named configs (sampler: grid)")
-        if not any(group_of(c["name"], baseline) == baseline for c in configs):
-            _fail(path, "baseline", f"no config is named {baseline!r} or {baseline + '-...'!r}; "
-                                    f"configs: {[c['name'] for c in configs]}")
-    return SearchSpace(path, raw.get("description", ""), sampler, raw.get("sampler_options") or {},
-                       num_samples, objectives, fixed, params, configs, repeats, baseline)
+        fail(path, f"{where}.{key}", str(exc))

@@ -16,7 +16,7 @@ import math
 from model.config import TASKS, ModelConfig, TrainConfig
 from model.weighting import STRATEGIES
 
-from .metrics import BertScoreConfig
+from study.evaluation.bertscore import BertScoreConfig
 
 MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks", "modalities"}
 # a strategy's options are set as <strategy>_<option> (cagrad_c, dwa_temperature, ...); static's

@@ -1,18 +1,15 @@
-"""The results store: Parquet files consolidated from the trial directories.
+"""The record tables: Parquet files consolidated from the trial directories.
 
 ``consolidate(experiment_dir)`` rebuilds ``trials.parquet`` (one row per trained model),
-``configs.parquet`` (one per configuration, over its seeds), ``epochs.parquet`` and
-``predictions.parquet`` from ``trials/<trial_id>/`` (see :mod:`study.trial`), each written to a
-temporary file and renamed, so a crash at any instant leaves the previous complete files. It is
-idempotent and keyed by trial directory, so every trial appears exactly once however often it
-runs (after each finished trial, at the end, after a resume). Reading needs only pandas/pyarrow.
-
-The searcher's Optuna study lives beside the tables in ``optuna.db`` (:func:`optuna_storage`):
-one Optuna trial per configuration, written by the driver as the sweep runs.
+``epochs.parquet`` and ``predictions.parquet`` from ``trials/<trial_id>/`` (see
+:mod:`study.trial.runner`), each written to a temporary file and renamed, so a crash at any
+instant leaves the previous complete files. It is idempotent and keyed by trial directory, so
+every trial appears exactly once however often it runs (after each finished trial, at the end,
+after a resume). Reading needs only pandas/pyarrow.
 
 Row status: ``TERMINATED`` (finished, ``result.json``), ``ERROR`` (failed for good: ``error.json``
-and no result), ``STOPPED`` (stopped by a scheduler before finishing: ``stopped.json``; ``last_val_loss_<task>``
-holds the validation losses it was stopped on).
+and no result), ``STOPPED`` (stopped by a scheduler before finishing: ``stopped.json``;
+``last_val_loss_<task>`` holds the validation losses it was stopped on).
 """
 from __future__ import annotations
 
@@ -22,47 +19,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-TRIALS, EPOCHS, PREDICTIONS, CONFIGS = ("trials.parquet", "epochs.parquet", "predictions.parquet",
-                                       "configs.parquet")
-OPTUNA_DB = "optuna.db"  # the searcher's Optuna study (study.tune.RepeatedSearch), beside the tables
-METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco", "cider", "bertscore_f1",
-           "ce_precision", "ce_recall", "ce_f1", "oc_accuracy", "oc_mae", "oc_mse", "oc_acc_corr",
-           "ml_precision", "ml_recall", "ml_f1", "ml_hamming", "ml_exact_match")
-CONTRACT_COLUMNS = (["trial_id", "config_id", "repeat", "seed", "status", "error", "best_epoch",
-                     "epochs_run", "train_seconds"]
-                    + [f"{s}_{m}" for s in ("val", "test") for m in METRICS])
-EPOCH_COLUMNS = ["trial_id", "epoch", "train_loss_text", "train_loss_oc", "train_loss_ml",
-                 "val_loss_text", "val_loss_oc", "val_loss_ml", "val_monitor", "lr",
-                 "weight_text", "weight_oc", "weight_ml", "seconds"]
-
-
-def optuna_storage(experiment_dir: str | Path):
-    """The study's Optuna storage: SQLite in the experiment directory, on the driver's disk.
-
-    SQLite rather than a ``JournalStorage`` file: every write is a transaction, so a SIGKILL
-    leaves the last trial either written or not (never half a record), and the lock dies with
-    the process (a journal's lock file outlives a killed writer, and the next run waits out its
-    grace period). ``optuna.load_study(storage="sqlite:///.../optuna.db", study_name=None)`` and
-    ``optuna-dashboard`` read it while the sweep runs."""
-    import optuna
-
-    url = f"sqlite:///{Path(experiment_dir).resolve() / OPTUNA_DB}"
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+from .files import write_parquet_atomic
+from .layout import (CHECKPOINT, CONTRACT_COLUMNS, EPOCH_COLUMNS, EPOCHS, ERROR, PREDICTIONS, RESULT,
+                     STOPPED, TRIALS, TRIALS_DIR)
 
 
 def _history_from_checkpoint(trial_dir: Path) -> list:
-    pointer = trial_dir / "checkpoint" / "checkpoint.json"
+    pointer = trial_dir / CHECKPOINT / "checkpoint.json"
     if not pointer.exists():
         return []
-    latest = trial_dir / "checkpoint" / json.loads(pointer.read_text())["latest"] / "state.json"
+    latest = trial_dir / CHECKPOINT / json.loads(pointer.read_text())["latest"] / "state.json"
     return json.loads(latest.read_text())["history"] if latest.exists() else []
-
 
 def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read every trial directory into the three tables (no files written)."""
     rows, epochs, predictions = [], [], []
-    for trial_dir in sorted(Path(experiment_dir, "trials").glob("*/")):
-        result_path, error_path, stopped_path = (trial_dir / f for f in ("result.json", "error.json", "stopped.json"))
+    for trial_dir in sorted(Path(experiment_dir, TRIALS_DIR).glob("*/")):
+        result_path, error_path, stopped_path = (trial_dir / f for f in (RESULT, ERROR, STOPPED))
         if result_path.exists():
             result = json.loads(result_path.read_text())
             row = {k: result[k] for k in ("trial_id", "status", "error", "best_epoch", "epochs_run",
@@ -111,44 +84,16 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     preds = preds[["trial_id"] + [c for c in preds if c != "trial_id"]]
     return trials.reset_index(drop=True), epochs_df, preds
 
-
-def write_parquet_atomic(path: Path, df: pd.DataFrame) -> None:
-    """Write-then-rename: readers see the old file or the new one, never a torn one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
-
-
-def write_json_atomic(path: Path, payload: dict, indent: int = 1) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=indent, default=str))
-    tmp.replace(path)
-
-
 def consolidate(experiment_dir: str | Path) -> pd.DataFrame:
-    """Rewrite the Parquet files from the trial directories; return the trial table.
-
-    ``configs.parquet`` summarises each configuration over its seeds (:func:`study.analysis.
-    config_table`). With the study's objectives known (``study.json``), configurations get
-    ``pareto`` (on the front of the means) and ``p_pareto`` (bootstrap over seeds), and each trial
-    a ``pareto`` column saying whether its configuration is on that front."""
-    from .analysis import config_key, config_table, configs_with_front, study_objectives
-
+    """Rewrite the record tables (trials, epochs, predictions) from the trial directories; return
+    the trial table. The configuration table and the front (``configs.parquet``, the ``pareto``
+    column) are the analysis layer's (:func:`study.analysis.configs.write_front`)."""
     experiment_dir = Path(experiment_dir)
     trials, epochs, predictions = collect(experiment_dir)
-    objectives = study_objectives(experiment_dir) if (experiment_dir / "study.json").exists() else {}
-    if len(trials) and objectives and all(m in trials for m in objectives):
-        configs = configs_with_front(trials, objectives)
-        on_front = configs.loc[configs["pareto"], "config_id"] if "pareto" in configs else []
-        trials["pareto"] = config_key(trials).isin(on_front)
-    else:
-        configs = config_table(trials)
-    write_parquet_atomic(experiment_dir / CONFIGS, configs)
     write_parquet_atomic(experiment_dir / TRIALS, trials)
     write_parquet_atomic(experiment_dir / EPOCHS, epochs)
     write_parquet_atomic(experiment_dir / PREDICTIONS, predictions)
     return trials
-
 
 def load(experiment_dir: str | Path) -> dict[str, pd.DataFrame]:
     """The three tables of an experiment directory, with a clear error if one is missing."""

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from ray import tune
 
-from . import analysis as A
-from .store import TRIALS
+import study.analysis as A
+from study.results.layout import TRIALS
 
 HIDDEN = ("config", "alpha", "beta", "gamma", "weighting")  # shown in their own words
 
@@ -77,7 +77,7 @@ def progress_line(event: str, what: str, state: dict, elapsed: float, finished_h
 
 class ProgressLines(tune.Callback):
     """Prints :func:`progress_line` for every trial event. The study's state is read from the
-    records when a trial ends (after :class:`study.tune.ResultsCallback` has written them) and
+    records when a trial ends (after :class:`study.sweep.tuner.ResultsCallback` has written them) and
     kept for the start events in between, which change nothing in them."""
 
     def __init__(self, context, expected: int, out=print):

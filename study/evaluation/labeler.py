@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from data.schema import FINDINGS
+
 POSITIVE, UNCERTAIN, NEGATIVE, NOT_MENTIONED = 1, -1, 0, None
-FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 NORMAL_HEART = "NORMAL_HEART"   # a statement that the heart is not enlarged (negative cardiomegaly)
 NOT_A_FINDING = "NOT_A_FINDING"  # longer phrases that contain a mention but mean something else
 

@@ -1,0 +1,122 @@
+"""Configurations over their seeds: means and intervals per configuration, the front of the means
+and each configuration's probability of being on it (a bootstrap over seeds).
+
+A *trial* is one trained model (a configuration and a seed); a *configuration* is what the sampler
+proposed, trained ``repeats`` times. Answers are given per configuration, over its seeds: one seed
+is an anecdote.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from study.results.files import write_parquet_atomic
+from study.results.layout import CONFIGS, STUDY, TRIALS
+
+from .fronts import finished, pareto_mask, with_pareto_column
+from .significance import mean_interval
+
+
+# ---- configurations over seeds ------------------------------------------------------------------
+def config_key(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's configuration id (experiments from before repeats: the trial is its own)."""
+    if "config_id" not in trials:
+        return trials["trial_id"]
+    return trials["config_id"].where(trials["config_id"].notna(), trials["trial_id"])
+
+def metric_columns(trials: pd.DataFrame) -> list[str]:
+    return [c for c in trials if c.startswith(("val_", "test_")) and not c.startswith(("val_loss", "test_loss"))]
+
+def config_table(trials: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per configuration: its parameters, how many repeats finished, and for every
+    ``val_*``/``test_*`` metric the mean, standard deviation and Student-t confidence interval
+    over its finished seeds (``<metric>_mean``, ``_std``, ``_ci_low``, ``_ci_high``).
+    ``status`` is ``TERMINATED`` when at least one repeat finished. ``finished_at`` is when its
+    last trial ended (the order in which the search completed configurations)."""
+    if trials.empty:
+        return pd.DataFrame(columns=["config_id", "status", "repeats", "repeats_finished"])
+    trials = trials.assign(config_id=config_key(trials))
+    params = [c for c in trials if c.startswith("param_")]
+    metrics = metric_columns(trials)
+    rows = []
+    for config_id, group in trials.groupby("config_id", sort=False):
+        done = finished(group)
+        row = {"config_id": config_id, "status": "TERMINATED" if len(done) else group["status"].iloc[-1],
+               "repeats": len(group), "repeats_finished": len(done),
+               "finished_at": group["finished_at"].max() if "finished_at" in group else np.nan,
+               **{p: group[p].iloc[0] for p in params}}
+        for m in metrics:
+            mean, sd, low, high = mean_interval(done[m].to_numpy(float), confidence)
+            row.update({f"{m}_mean": mean, f"{m}_std": sd, f"{m}_ci_low": low, f"{m}_ci_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+def mean_objectives(objectives: dict[str, str]) -> dict[str, str]:
+    """The objectives as columns of :func:`config_table`."""
+    return {f"{m}_mean": d for m, d in objectives.items()}
+
+def _seed_values(trials: pd.DataFrame, objectives: dict[str, str]) -> dict[str, np.ndarray]:
+    """Per configuration, the (seeds, objectives) values of its finished trials with all objectives."""
+    done = finished(trials)
+    done = done.assign(config_id=config_key(done))
+    out = {}
+    for config_id, group in done.groupby("config_id", sort=False):
+        values = group[list(objectives)].to_numpy(float)
+        values = values[~np.isnan(values).any(axis=1)]
+        if len(values):
+            out[config_id] = values
+    return out
+
+def pareto_probability(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
+                       seed: int = 0) -> pd.Series:
+    """Per configuration, the probability that its mean is Pareto-optimal when each configuration's
+    seeds are resampled with replacement (a bootstrap over seeds). 1.0 for a configuration that is
+    on the front whichever seeds it had; near 0.5 for one whose place depends on its luck; 0 for
+    one without every objective (a single-task configuration). One seed per configuration gives
+    0 or 1: no evidence of spread, not certainty."""
+    values = _seed_values(trials, objectives)
+    ids = list(values)
+    directions = list(objectives.values())
+    rng = np.random.default_rng(seed)
+    if not ids:
+        return pd.Series(dtype=float, name="p_pareto")
+    means = np.stack([v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1) for v in values.values()])  # (C, B, k)
+    hits = np.zeros(len(ids))
+    for b in range(n_boot):
+        hits += pareto_mask(means[:, b, :], directions)
+    out = pd.Series(0.0, index=pd.Index(config_key(trials).unique(), name="config_id"), name="p_pareto")
+    out[ids] = hits / n_boot
+    return out
+
+def configs_with_front(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
+                       seed: int = 0) -> pd.DataFrame:
+    """:func:`config_table` plus ``pareto`` (its mean is on the front of the configuration means)
+    and ``p_pareto`` (:func:`pareto_probability`)."""
+    configs = config_table(trials)
+    if configs.empty or not all(f"{m}_mean" in configs for m in objectives):
+        return configs
+    configs = with_pareto_column(configs, mean_objectives(objectives))
+    p = pareto_probability(trials, objectives, n_boot=n_boot, seed=seed)
+    configs["p_pareto"] = configs["config_id"].map(p).fillna(0.0)
+    return configs
+
+def study_objectives(experiment_dir: str | Path) -> dict[str, str]:
+    """Objectives and directions recorded in ``study.json``."""
+    record = json.loads((Path(experiment_dir) / STUDY).read_text())
+    return {o["metric"]: o["mode"] for o in record["search_space"]["objectives"]}
+
+
+def write_front(experiment_dir: str | Path, trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
+    """Write ``configs.parquet`` (:func:`configs_with_front`) and the ``pareto`` column of
+    ``trials.parquet`` (its configuration is on the front of the means); return the configurations."""
+    experiment_dir = Path(experiment_dir)
+    configs = (configs_with_front(trials, objectives) if len(trials) and all(m in trials for m in objectives)
+               else config_table(trials))
+    on_front = configs.loc[configs["pareto"], "config_id"] if "pareto" in configs else []
+    write_parquet_atomic(experiment_dir / CONFIGS, configs)
+    write_parquet_atomic(experiment_dir / TRIALS, trials.assign(pareto=config_key(trials).isin(on_front))
+                         if len(trials) else trials)
+    return configs

@@ -1,0 +1,238 @@
+"""An experiment's plots and Markdown summary, from its Parquet files alone (no Ray).
+
+:func:`render` writes into the experiment directory ``plots/*.png``, ``summary.md``,
+``comparison.csv`` for a space with a ``baseline`` and ``methods.csv`` for a study of several
+weighting methods; with the study's own objectives it also writes ``configs.parquet`` and the
+``pareto`` column of ``trials.parquet`` (:func:`study.analysis.configs.write_front`), unless the
+caller hands it the configurations it already wrote. ``study/run.py`` calls it at the end of
+every sweep; ``python -m study.report`` redoes it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import study.analysis as A
+from study.results.layout import STUDY
+from study.results.tables import load
+
+from . import plots as P
+
+
+def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    if df is None or df.empty:
+        return "_(none)_\n"
+    shown = df.copy()
+    for col in shown.select_dtypes("number"):
+        values = shown[col].dropna()
+        fmt = "d" if len(values) and (values == values.round()).all() and "p" not in col.split("_") else floatfmt
+        shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else format(int(v) if fmt == "d" else v, fmt)
+                                    if isinstance(v, float) else v)
+    head = "| " + " | ".join(map(str, shown.columns)) + " |"
+    rule = "|" + "---|" * len(shown.columns)
+    body = ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def _space(experiment_dir: Path):
+    from study.spec.space_file import load_space
+
+    record = json.loads((experiment_dir / STUDY).read_text())["search_space"]
+    return load_space(record.get("path", experiment_dir / STUDY), text=record["text"])
+
+
+def chosen_configs(configs: pd.DataFrame, objectives: dict) -> dict:
+    """Configurations whose curves are drawn: the best mean on each objective, labelled by it."""
+    done = A.finished(configs)
+    chosen = {}
+    for metric, mode in objectives.items():
+        col = done[f"{metric}_mean"].dropna() if f"{metric}_mean" in done else pd.Series(dtype=float)
+        if len(col):
+            best = col.idxmax() if mode == "max" else col.idxmin()
+            chosen.setdefault(done.loc[best, "config_id"], f"best {metric}")
+    return chosen
+
+
+def _interval(row, metric: str) -> str:
+    mean, low, high = row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    if pd.isna(mean):
+        return ""
+    return f"{mean:.3f}" + (f" [{low:.3f}, {high:.3f}]" if pd.notna(low) else "")
+
+
+def front_table(configs: pd.DataFrame, objectives: dict) -> pd.DataFrame:
+    """The front of configuration means, as printed and written to summary.md."""
+    front = configs[configs["pareto"]] if "pareto" in configs else configs.iloc[:0]
+    params = [c for c in configs if c.startswith("param_") and not c.endswith(("_u1", "_u2"))]
+    out = front[["config_id", *params, "repeats_finished"]].rename(columns={"repeats_finished": "seeds"})
+    for m in objectives:
+        out[f"{m} (95 % CI)"] = [_interval(r, m) for _, r in front.iterrows()]
+    out["P(on front)"] = front.get("p_pareto", pd.Series(dtype=float))
+    return out.sort_values("P(on front)", ascending=False) if len(out) else out
+
+
+def comparison_sentences(comparison: pd.DataFrame) -> list[str]:
+    """One line per task and group: does the group beat the baseline, by how much, how sure."""
+    lines = []
+    for (task, group), part in comparison.groupby(["task", "group"], sort=False):
+        facts = []
+        for r in part.itertuples():
+            facts.append(f"{r.metric} {r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}], "
+                         f"p_holm {r.p_holm:.3g}: {r.verdict}")
+        better = (part["verdict"] == "better").sum()
+        worse = (part["verdict"] == "worse").sum()
+        head = (f"beats {part['baseline'].iloc[0]} on {better} of {len(part)} metrics" if better and not worse else
+                f"is worse than {part['baseline'].iloc[0]} on {worse} of {len(part)} metrics" if worse and not better else
+                f"is better on {better} and worse on {worse} of {len(part)} metrics" if better else
+                f"does not differ significantly from {part['baseline'].iloc[0]} on any of {len(part)} metrics")
+        lines.append(f"- **{task}, {group}** {head} (group - baseline, 95 % CI): " + "; ".join(facts) + ".")
+    return lines
+
+
+def methods_answer(methods: pd.DataFrame) -> str:
+    """Two sentences: does any method beat static weights at equal budget, and tuned static weights?"""
+    others = methods[methods["method"] != "static"]
+    if (others["verdict"] == "too few seeds").all():
+        return ("**No answer**: every configuration needs at least two seeds for an interval "
+                "(run with --repeats 2 or more).")
+
+    def named(column, value):
+        return ", ".join(others.loc[others[column] == value, "method"]) or "none"
+
+    tuned = named("tuned_verdict", "beyond")
+    lead = (f"**Beyond tuned static weights: {tuned}**" if tuned != "none" else
+            "**No method reaches beyond tuned static weights by more than the noise of seeds**")
+    parts = [f"{lead} (what its configurations add past the front of all static configurations, "
+             f"against what as many more static configurations add; 95 % intervals). Short of it: "
+             f"{named('tuned_verdict', 'short')}.",
+             f"At equal budget (a static search of as many configurations): better {named('verdict', 'better')}; "
+             f"worse {named('verdict', 'worse')}; within seed noise {named('verdict', 'within seed noise')}."]
+    few = named("verdict", "too few seeds")
+    if few != "none":
+        parts.append(f"Too few seeds to say: {few}.")
+    return " ".join(parts)
+
+
+def methods_table(methods: pd.DataFrame) -> pd.DataFrame:
+    """:func:`study.analysis.method_comparison` as printed: each value with its interval."""
+    def cell(row, name, low=None, high=None):
+        low, high = row[low or f"{name}_low"], row[high or f"{name}_high"]
+        return "" if pd.isna(row[name]) else f"{row[name]:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+    rows = list(methods.iterrows())
+    return pd.DataFrame({
+        "method": methods["method"], "configs": methods["configs"], "models": methods["models"],
+        "hypervolume": methods["hv"], "static, as many configs": methods["hv_static_k"],
+        "difference [95 % CI]": [cell(r, "hv_diff") for _, r in rows], "verdict": methods["verdict"],
+        "beyond tuned static front": methods["contribution"], "as many more static configs": methods["static_k_beyond"],
+        "difference [95 % CI] ": [cell(r, "beyond_diff") for _, r in rows], "vs tuned": methods["tuned_verdict"]})
+
+
+def render(experiment_dir: str | Path, objectives: dict | None = None, *,
+           configs: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Plots and summary for ``objectives`` (default: the study's own). ``configs``: the
+    configuration table with its front, when the caller has just written it."""
+    experiment_dir = Path(experiment_dir)
+    tables = load(experiment_dir)
+    trials, epochs, predictions = tables["trials"], tables["epochs"], tables["predictions"]
+    own = A.study_objectives(experiment_dir)
+    objectives = objectives or own
+    if configs is None:  # the study's own front is the one recorded; another one is only shown
+        configs = (A.write_front(experiment_dir, trials, objectives) if objectives == own
+                   else A.configs_with_front(trials, objectives))
+    try:
+        space = _space(experiment_dir)
+    except (FileNotFoundError, KeyError):
+        space = None
+
+    plots = experiment_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    done_configs = A.finished(configs)
+    out = {"pareto": P.pareto_scatter(done_configs, objectives, plots / "pareto.png")}
+    if {"param_alpha", "param_beta", "param_gamma"} <= set(done_configs) and done_configs["param_alpha"].notna().any():
+        out["simplex"] = P.weight_simplex(done_configs, objectives, plots / "weight_simplex.png")
+    config_of = dict(zip(trials["trial_id"], A.config_key(trials)))
+    curves = A.gap_curves(epochs).assign(config_id=lambda d: d["trial_id"].map(config_of))
+    overfit = A.overfitting_table(epochs, trials)
+    out["learning_curves"] = P.learning_curves(curves, chosen_configs(configs, objectives),
+                                               plots / "learning_curves.png")
+    names = (dict(zip(A.config_key(trials), trials["param_config"].astype(str)))
+             if "param_config" in trials and trials["param_config"].notna().any() else {})
+    done_trials = A.finished(trials)
+    setting_of = dict(zip(A.config_key(done_trials), A.task_setting(done_trials)))
+    stl = [cid for cid, setting in setting_of.items() if setting.startswith("STL")]
+    if stl:  # each single-task configuration beside the best multi-task one
+        mtl_best = chosen_configs(done_configs[done_configs["config_id"].map(setting_of) == "MTL"], objectives)
+        labels = {cid: names.get(cid, f"{setting_of[cid]} {cid}") for cid in stl}
+        labels.update({cid: names.get(cid, f"MTL ({why})") for cid, why in list(mtl_best.items())[:1]})
+        out["stl_vs_mtl_curves"] = P.learning_curves(curves, labels, plots / "stl_vs_mtl_curves.png")
+    stl_mtl = A.stl_vs_mtl_overfitting(overfit)
+    out["stl_vs_mtl_overfitting"] = P.stl_mtl_overfitting(overfit, plots / "stl_vs_mtl_overfitting.png")
+    hv = A.hypervolume_summary(trials, objectives)
+    history = A.hypervolume_history(trials, objectives, np.array(list(hv["bounds"].values())))
+    out["hypervolume"] = P.hypervolume_curve(history, hv, plots / "hypervolume.png")
+    methods = A.method_comparison(trials, objectives)
+    if len(methods) > 1:
+        out["methods"] = P.methods_on_front(A.beyond_reference(done_configs, objectives), objectives,
+                                            plots / "methods_on_front.png")
+        methods.to_csv(experiment_dir / "methods.csv", index=False)
+    importance = (A.parameter_importance(trials, space) if space is not None
+                  else pd.DataFrame(columns=["objective", "param", "importance"]))
+    out["importance"] = P.importance_bars(importance, plots / "importance.png")
+
+    baseline = space.baseline if space is not None else None
+    comparison = (A.compare_to_baseline(trials, predictions, baseline=baseline)
+                  if baseline and "param_config" in trials else None)
+    if comparison is not None:
+        comparison.to_csv(experiment_dir / "comparison.csv", index=False)
+    counts = trials["status"].value_counts().to_dict()
+    bounds = ", ".join(f"`{m}` {lo:g} to {hi:g} ({hv['bound_sources'][m]})" for m, (lo, hi) in hv["bounds"].items())
+    summary = [
+        f"# Study summary: {experiment_dir.name}\n",
+        f"{len(configs)} configurations, {len(trials)} trained models ({counts}); objectives: "
+        + ", ".join(f"`{m}` ({d})" for m, d in objectives.items()) + ". Every number below is a mean "
+        "over a configuration's seeds with its 95 % Student-t interval; one seed gives no interval.\n",
+        f"Hypervolume of the front of configuration means: **{hv['hypervolume']:.4f}** "
+        f"(95 % bootstrap interval over seeds {hv['ci_low']:.4f} to {hv['ci_high']:.4f}); bounds, worst to "
+        f"best: {bounds}; reference point at the worst bound, so 1 is the whole box"
+        + (". The interval lies above the estimate: a front's hypervolume is a maximum over noisy means, "
+           "which resampling seeds tends to raise.\n" if hv["ci_low"] > hv["hypervolume"] else ".\n"),
+        "## Pareto front of configuration means\n",
+        "P(on front): share of bootstrap resamples of each configuration's seeds in which it is "
+        "Pareto-optimal; well below 1 means its place on the front is within the noise of seeds.\n",
+        _markdown(front_table(configs, objectives)),
+    ]
+    if len(methods) > 1:
+        summary += ["## Weighting methods against tuned static weights\n",
+                    "Every model is trained with the same budget. Two questions per method with k "
+                    "configurations. *At equal budget*: the hypervolume of its configuration means against "
+                    "what a static search of k configurations reaches (mean over every k of the static "
+                    "configurations). *Against tuned static weights*: what its configurations add beyond "
+                    "the front of all static configurations, hv(static + method) - hv(static), against what "
+                    "k more static configurations add (mean over k of them, beyond the front of the "
+                    "others): any extra configurations add some volume, so only the difference speaks. "
+                    "Intervals: 95 %, one bootstrap over each configuration's seeds, paired across "
+                    "methods. Plot: `plots/methods_on_front.png`; all columns in `methods.csv`.\n",
+                    methods_answer(methods), "", _markdown(methods_table(methods), ".4f")]
+    if comparison is not None:
+        summary += [f"## {', '.join(g for g in dict.fromkeys(comparison['group']))} against {baseline}\n",
+                    "Recipes compared on the test split: a paired hierarchical bootstrap resamples test "
+                    "samples (the same for both sides) and each side's seeds; p-values are Holm-adjusted "
+                    "over the whole table; `p_seed` is a Welch t-test over per-seed values (three seeds "
+                    "or more a side). BLEU is corpus-level on every resample.\n",
+                    *comparison_sentences(comparison), "",
+                    _markdown(comparison.drop(columns=["baseline", "samples"]), ".3g")]
+    summary += [
+        f"## Overfitting (tolerance {A.OVERFIT_TOLERANCE:.0%} above the minimum)\n",
+        "Per task, over runs (seeds): how many overfit, when the validation loss was lowest, the onset "
+        "among runs that overfit, the minimum reached, and Welch p-values of MTL vs STL.\n",
+        _markdown(stl_mtl, ".3g"),
+        "### Per trial and task\n", _markdown(overfit),
+        "## Plots\n", *[f"- `{p.relative_to(experiment_dir)}`" for p in out.values()],
+    ]
+    (experiment_dir / "summary.md").write_text("\n".join(summary))
+    out["summary"] = experiment_dir / "summary.md"
+    return out

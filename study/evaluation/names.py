@@ -1,0 +1,25 @@
+"""The names of every metric a trial reports, by the task it needs (no scorer is imported here).
+
+``val_<name>`` and ``test_<name>`` are the columns of ``trials.parquet``; ``loss_<task>`` is the
+validation loss every epoch reports (``val_loss_text``, ...). The learned scorers' metrics exist
+only when their weights are on the machine (:mod:`study.evaluation.scorers`).
+"""
+from __future__ import annotations
+
+_PRF = tuple(f"{m}{avg}" for avg in ("", "_macro", "_example") for m in ("precision", "recall", "f1"))
+LEARNED = ("chexbert_f1", "radgraph_f1")  # only with --learned-scorers
+TASK_METRICS = {
+    "text": ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco", "cider", "bertscore_f1",
+             *LEARNED, *(f"ce_{m}" for m in _PRF), "loss_text"),
+    "oc": ("oc_accuracy", "oc_mae", "oc_mse", "oc_acc_corr", "loss_oc"),
+    "ml": (*(f"ml_{m}" for m in _PRF if not m.endswith("_example")), "ml_hamming", "ml_exact_match", "loss_ml"),
+}
+# every metric a finished trial of that task always reports (the results contract's columns)
+REPORTED = tuple(m for names in TASK_METRICS.values() for m in names
+                 if m not in LEARNED and not m.startswith("loss_"))
+
+
+def task_of_metric(name: str) -> str | None:
+    """The task a metric (``rouge_l``, ``val_oc_mae``, ...) needs; None for an unknown name."""
+    bare = name.split("_", 1)[1] if name.startswith(("val_", "test_")) else name
+    return next((task for task, names in TASK_METRICS.items() if bare in names), None)
