@@ -5,6 +5,9 @@
 3. decoding: ``benchmarks.decoding``
 4. training throughput vs the machine's matmul peak: ``benchmarks.throughput``
 5. search efficiency of the samplers: ``benchmarks.search``
+7. the clinical-efficacy labeler's speed: ``benchmarks.labeler``
+8. the weighting methods' step time and memory against static weights: ``benchmarks.weighting``
 
-``python -m benchmarks`` runs them all (see ``benchmarks/__main__.py``).
+``python -m benchmarks`` runs them all (see ``benchmarks/__main__.py``). Two GPU-only scripts run on
+a GPU node by hand: ``benchmarks/gpu_check.sh`` and ``python -m benchmarks.gpu``.
 """

@@ -7,7 +7,7 @@ asking for ImageNet builds the encoder to find out what it gets, then reuses the
 
 Why standardise before storing: with random weights (the offline fallback) EfficientNet-B0's
 activations are around 1e-5; in float16 they collapse to a few thousand distinct values and carry
-no signal. Standardised per channel with *training-split* statistics they keep it (see DESIGN.md),
+no signal. Standardised per channel with *training-split* statistics they keep it (docs/design.md),
 so features are stored as ``(x - mean_train) / std_train`` in float16, whatever the weights.
 
 Extraction is resumable: raw float32 features are written batch by batch into a memory-mapped

@@ -9,7 +9,6 @@ import pandas as pd
 FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 VITALS = ("o2sat", "heartrate", "resprate", "sbp", "dbp", "temperature")
 CATEGORICALS = ("gender", "ethnicity")
-TEXT_FIELDS = ("chief_complaint", "icd_title")
 SPLITS = ("train", "validate", "test")
 ACUITY_LEVELS = 5
 

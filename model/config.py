@@ -67,7 +67,6 @@ class ModelConfig:
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 SCHEDULES = ("constant", "linear", "cosine", "inverse_sqrt")  # decay after warmup (model.schedules)
-WEIGHTINGS = tuple(STRATEGIES)  # model/weighting: one file per strategy
 
 
 @dataclass
@@ -79,7 +78,7 @@ class TrainConfig:
     schedule: str = "constant"        # decay after warmup: one of SCHEDULES
     clip_norm: float | None = 1.0     # global-norm gradient clipping; None disables
     patience: int = 10                # paper: 10
-    weighting: str = "static"         # one of WEIGHTINGS
+    weighting: str = "static"         # a name of model.weighting.STRATEGIES
     weighting_options: dict = field(default_factory=dict)  # e.g. {"alpha": 0.6, "beta": 0.3, ...}
     precision: str = "float32"        # or "mixed_bfloat16": bf16 compute, float32 weights (see README)
     seed: int = 0
@@ -92,7 +91,7 @@ class TrainConfig:
         if self.clip_norm is not None:
             _require("clip_norm", self.clip_norm, low=0.0, low_open=True)
         _require("seed", self.seed, integer=True, low=0)
-        for name, allowed in (("schedule", SCHEDULES), ("weighting", WEIGHTINGS), ("precision", PRECISIONS)):
+        for name, allowed in (("schedule", SCHEDULES), ("weighting", tuple(STRATEGIES)), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}"
                                  + (" (mixed_float16 would need loss scaling, which this loop does not do)"

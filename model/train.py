@@ -178,7 +178,7 @@ class Trainer:
 
         return run
 
-    def evaluate(self, split: str = "validate") -> dict:
+    def split_losses(self, split: str = "validate") -> dict:
         """Mean loss per active task over a split."""
         total, count = {}, 0.0
         for batch in self._distributed(split, 0, training=False):
@@ -214,7 +214,7 @@ class Trainer:
                 for t, v in losses.items():
                     sums[t] = sums.get(t, 0.0) + v
             train = {t: v / max(steps, 1) for t, v in sums.items()}
-            val = self.evaluate("validate")
+            val = self.split_losses("validate")
             monitor = sum(w * val[t] for t, w in self.weighting.monitor_weights().items())
             self.weighting.end_epoch(train)
             row = {"epoch": epoch, **{f"train_loss_{t}": v for t, v in train.items()},

@@ -26,7 +26,7 @@ def main(argv=None) -> None:
         for item in args.objectives:
             metric, _, mode = item.partition(":")
             if mode not in ("max", "min"):
-                parser.error(f"--objectives {item!r}: expected METRIC:max or METRIC:min")
+                raise SystemExit(f"--objectives {item!r}: expected METRIC:max or METRIC:min")
             objectives[metric] = mode
     try:
         rendered = render(args.experiment_dir, objectives)

@@ -1,5 +1,6 @@
 """Analysis: every number against a hand-worked value, an independent enumeration or a reference
 library (Optuna, SciPy), on points and on a fixture experiment whose values are chosen by hand."""
+import json
 import itertools
 import os
 from pathlib import Path
@@ -14,6 +15,7 @@ from study.analysis import hypervolume as HV
 from study.report import main as report_main
 from study.analysis.report import render
 from study.analysis.significance import compare_recipes, mean_interval
+from study.results.tables import load
 
 from .fixture_experiment import make_experiment
 
@@ -334,13 +336,39 @@ def test_hypervolume_plot_takes_an_interval_that_lies_above_the_estimate(tmp_pat
     noisy means. The plot used to draw it as an error bar from the estimate (negative length)."""
     from study.analysis.plots import hypervolume_curve
 
+    from study.analysis.plots import hypervolume_figure
+
     history = pd.DataFrame({"n_configs": [1, 2], "config_id": ["a", "b"], "hypervolume": [0.1, 0.170]})
-    out = hypervolume_curve(history, {"hypervolume": 0.1700, "ci_low": 0.1704, "ci_high": 0.1817}, tmp_path / "hv.png")
-    assert out.stat().st_size > 5000
+    summary = {"hypervolume": 0.1700, "ci_low": 0.1704, "ci_high": 0.1817}
+    ax = hypervolume_figure(history, summary).axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_xydata(), [[1, 0.1], [2, 0.170]])  # the history, as computed
+    (segment,) = ax.collections[-1].get_segments()  # the interval, drawn from its own ends
+    np.testing.assert_allclose(segment, [[2, 0.1704], [2, 0.1817]])
+    assert hypervolume_curve(history, summary, tmp_path / "hv.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pareto_plot_draws_the_means_their_intervals_and_the_front(experiment):
+    """The points are the configuration means, the error bars end at the Student-t interval over
+    seeds, the rings are the configurations on the front (the hand-made fixture's values)."""
+    from study.analysis.plots import pareto_figure
+
+    objectives = {"val_rouge_l": "max", "val_oc_accuracy": "max", "val_ml_f1": "max"}
+    configs = A.finished(A.configs_with_front(load(experiment)["trials"], objectives))
+    ax = pareto_figure(configs, objectives).axes[0]                     # rouge_l against oc_accuracy
+    both = configs.dropna(subset=[f"{m}_mean" for m in objectives])     # MTL-EQ and MTL-TP
+    xerr, yerr = ax.collections[0], ax.collections[1]
+    points, rings = ax.collections[2], ax.collections[3]
+    np.testing.assert_allclose(points.get_offsets(), both[["val_rouge_l_mean", "val_oc_accuracy_mean"]].to_numpy())
+    np.testing.assert_allclose([s[:, 1] for s in yerr.get_segments()],
+                               both[["val_oc_accuracy_ci_low", "val_oc_accuracy_ci_high"]].to_numpy())
+    np.testing.assert_allclose([s[:, 0] for s in xerr.get_segments()],
+                               both[["val_rouge_l_ci_low", "val_rouge_l_ci_high"]].to_numpy())
+    # means 0.55 / 0.62 / 0.66 and 0.60 / 0.55 / 0.64: neither dominates, both ringed
+    assert len(rings.get_offsets()) == 2 and both["pareto"].all()
 
 
 def test_report_objective_flag_is_checked(experiment):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="--objectives 'val_rouge_l:up': expected METRIC:max or METRIC:min"):
         report_main([str(experiment), "--objectives", "val_rouge_l:up"])
     out = render(experiment, {"val_rouge_l": "max", "val_oc_accuracy": "max"})
     assert out["pareto"].exists()
@@ -361,3 +389,43 @@ def test_notebook_runs_top_to_bottom(experiment):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_every_setting_is_recorded_and_a_fixed_weighting_names_the_method(tmp_path):
+    """A space that fixes ``weighting: pcgrad`` searches no ``weighting``: the method comes from the
+    recorded settings (``setting_weighting``), not the ``static`` fallback of a missing param."""
+    from study.results.tables import consolidate
+
+    for tid, weighting in (("a", "pcgrad"), ("b", "static")):
+        d = tmp_path / "trials" / tid
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({
+            "trial_id": tid, "status": "TERMINATED", "error": None, "best_epoch": 1, "epochs_run": 1,
+            "train_seconds": 1.0, "params": {"num_heads": 2}, "config_id": tid, "repeat": 0, "finished": 1.0,
+            "settings": {"weighting": weighting, "tasks": ["text", "oc"], "num_heads": 2, "epochs": 3},
+            "metrics": {"val_rouge_l": 0.3, "val_oc_accuracy": 0.5}}))
+    trials = consolidate(tmp_path).set_index("trial_id")
+    assert trials.loc["a", "setting_weighting"] == "pcgrad" and trials.loc["a", "setting_tasks"] == "text,oc"
+    assert trials.loc["b", "setting_epochs"] == 3 and "param_weighting" not in trials
+    assert A.weighting_of(trials.reset_index()).to_dict() == {"a": "pcgrad", "b": "static"}
+
+
+def test_one_seed_gives_no_interval_and_no_probability_of_the_front(experiment, tmp_path):
+    """With one seed per configuration the summary says so instead of printing a degenerate
+    interval ("0.0873 to 0.0873") or P(on front) = 1."""
+    import shutil
+
+    copy = tmp_path / "one-seed"
+    shutil.copytree(experiment, copy)
+    trials = pd.read_parquet(copy / "trials.parquet")
+    trials[trials["repeat"].isin([0]) | (trials["status"] != "TERMINATED")].to_parquet(copy / "trials.parquet")
+    objectives = A.study_objectives(copy)
+    hv = A.hypervolume_summary(pd.read_parquet(copy / "trials.parquet"), objectives)
+    assert hv["seeds"] == 1 and np.isnan(hv["ci_low"]) and np.isnan(hv["ci_high"]) and hv["hypervolume"] > 0
+    render(copy)
+    summary = (copy / "summary.md").read_text()
+    assert "(one seed: no interval)" in summary and "interval over seeds" not in summary
+    configs = pd.read_parquet(copy / "configs.parquet")
+    assert configs["p_pareto"].isna().all()
+    front = summary.split("## Pareto front of configuration means")[1].split("##")[0]
+    assert "one seed: no interval" in front and "| 1.00 |" not in front

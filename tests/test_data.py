@@ -425,6 +425,7 @@ def test_command_lines_write_and_prepare_a_cohort(tmp_path, capsys):
     prepare_cli.main([str(tmp_path), "--weights", "none", "--image-size", "32"])
     out = capsys.readouterr().out
     assert "prepared dataset:" in out and "RANDOM weights" in out
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         synthetic.main(["--help"])
+    assert stop.value.code == 0  # help, not an error
     assert "--image-size" in capsys.readouterr().out

@@ -214,10 +214,6 @@ def test_bad_input_is_refused_before_anything_runs(case, tmp_path, cohort_table)
     assert time.perf_counter() - start < 30
 
 
-def test_the_table_has_forty_kinds():
-    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
-
-
 @pytest.mark.parametrize("argv, expect", [
     (["--num-samples", "-1"], "--num-samples: must be an integer >= 1, got -1"),
     (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
@@ -275,12 +271,21 @@ def test_a_torn_results_table_says_how_to_rebuild_it(tmp_path):
     assert "trials.parquet: unreadable" in stop.value.code and "--resume" in stop.value.code
 
 
-def test_bertscore_flags_reach_the_trials_settings():
-    """--bertscore-* become fixed settings of every trial (so trials score as study.evaluate does)."""
+def test_bertscore_flags_reach_the_trials_settings(tmp_path):
+    """--bertscore-model and --bertscore-layers typed on the command line become settings of every
+    trial the plan asks for: through the flags, the plan and the trial request, as a sweep runs."""
+    from study.spec.flags import parse_args
+    from study.spec.plan import build_plan
     from study.spec.settings import build_configs
 
-    _, _, shipped = build_configs({})
-    assert (shipped["bertscore_model"], shipped["bertscore_layers"], shipped["bertscore_rescale"]) == (None, 6, False)
-    _, _, chosen = build_configs({"bertscore_model": "/models/clinicalbert", "bertscore_layers": 9,
-                                  "bertscore_rescale": True})
-    assert (chosen["bertscore_model"], chosen["bertscore_layers"], chosen["bertscore_rescale"]) == ("/models/clinicalbert", 9, True)
+    model_dir = tmp_path / "clinicalbert"
+    model_dir.mkdir()  # a local model directory: nothing to download
+    plan = build_plan(parse_args(["--storage", str(tmp_path), "--search-space", "smoke", *TINY,
+                                  "--bertscore-model", str(model_dir), "--bertscore-layers", "9"]))
+    request = plan.context("dataset").request("t0", {"loss_weights_u1": 0.5, "loss_weights_u2": 0.5, "num_heads": 2})
+    _, _, shipped = build_configs(request.settings)
+    assert (shipped["bertscore_model"], shipped["bertscore_layers"], shipped["bertscore_rescale"]) == (str(model_dir), 9, False)
+    default = build_plan(parse_args(["--storage", str(tmp_path), "--search-space", "smoke", *TINY]))
+    _, _, opts = build_configs(default.context("dataset").request("t0", {"loss_weights_u1": 0.5, "loss_weights_u2": 0.5,
+                                                                         "num_heads": 2}).settings)
+    assert (opts["bertscore_model"], opts["bertscore_layers"]) == (None, 6)  # the shipped MiniLM, its last layer

@@ -36,3 +36,8 @@ def test_study_state_by_hand():
     empty = study_state(pd.DataFrame(), objectives, expected=4)
     assert progress_line("started", "x", {**empty, "running": 1}, 2, 0).endswith(
         "0/4 done, 1 running, 0 failed, 0 stopped | no result yet | no front yet | time left: after the first trial")
+
+
+def test_a_fixed_weighting_is_named_in_the_progress_line():
+    """The weighting a space fixes (not searched, so not a param) still names the trial."""
+    assert describe({"num_heads": 2}, 0, weighting="pcgrad") == "pcgrad, num_heads=2 (seed 0)"

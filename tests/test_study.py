@@ -132,11 +132,22 @@ def test_repeated_search_tells_each_objective_mean_and_survives_a_save(tmp_path)
     assert second.state.name == "FAIL"  # every seed failed: the configuration failed
 
 
-def test_unfinished_counts_stopped_and_failed_trials_as_final():
+def test_unfinished_counts_stopped_and_failed_trials_as_final(tmp_path):
+    """Statuses as the records give them: a finished, a failed and a stopped trial are final; a
+    trial with only a checkpoint (killed mid-training) is owed."""
     from study.sweep.driver import unfinished_trials
 
-    trials = pd.DataFrame({"status": ["TERMINATED", "STOPPED", "STOPPED", "ERROR"]})
-    assert unfinished_trials(trials, 4) == 0 and unfinished_trials(trials, 6) == 2
+    records = {"a": ("result.json", {"trial_id": "a", "status": "TERMINATED", "error": None, "best_epoch": 1,
+                                     "epochs_run": 1, "train_seconds": 1.0, "params": {}, "metrics": {}}),
+               "b": ("error.json", {"trial_id": "b", "error": "boom", "params": {}}),
+               "c": ("stopped.json", {"trial_id": "c", "error": "stopped by the scheduler", "params": {}}),
+               "d": ("checkpoint/checkpoint.json", {"latest": "epoch-0001"})}
+    for tid, (name, payload) in records.items():
+        (tmp_path / "trials" / tid / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "trials" / tid / name).write_text(json.dumps(payload))
+    trials = consolidate(tmp_path)
+    assert sorted(trials["status"]) == ["ERROR", "STOPPED", "TERMINATED"]
+    assert unfinished_trials(trials, 4) == 1 and unfinished_trials(trials, 6) == 3
 
 
 def test_finish_times_come_from_the_records_not_the_files(tmp_path):
@@ -254,7 +265,7 @@ def test_config_file_keys_are_checked(tmp_path):
     args = parse_args(["--config", str(cfg), "--num-samples", "7"])  # flags override the file
     assert args.num_samples == 7
     cfg.write_text("num_sample: 3\n")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"study.yaml: unknown key\(s\) \['num_sample'\]; known: \[.*'num_samples'"):
         parse_args(["--config", str(cfg)])
 
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 from .base import GradientWeighting
 
 
-def simplex_weights(gram: np.ndarray, c: float) -> np.ndarray:
+def conflict_averse_weights(gram: np.ndarray, c: float) -> np.ndarray:
     """The w of the module docs, from the Gram matrix (T, T)."""
     from scipy.optimize import minimize
 
@@ -40,7 +40,7 @@ class CAGrad(GradientWeighting):
 
     def combine_gradients(self, grads, losses: dict):
         gram = tf.matmul(grads, grads, transpose_b=True)                           # (T, T)
-        w = tf.numpy_function(lambda g: simplex_weights(g, self.c), [gram], tf.float32)
+        w = tf.numpy_function(lambda g: conflict_averse_weights(g, self.c), [gram], tf.float32)
         w = tf.reshape(w, [len(self.tasks)])
         g0 = tf.reduce_mean(grads, axis=0)
         gw = tf.linalg.matvec(grads, w, transpose_a=True)

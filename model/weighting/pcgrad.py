@@ -3,7 +3,8 @@
 For each task i, its gradient is projected, task by task in a random order, onto the normal plane
 of every other task's gradient it conflicts with (negative inner product):
 g_i <- g_i - (g_i . g_j) / |g_j|^2 g_j; the shared gradient is the sum of the projected gradients.
-The order is drawn from a stateless generator seeded by the step, so every replica draws the same.
+The order is drawn from a stateless generator seeded by the step and the task, so every replica
+draws the same (and a resumed run the same as an uninterrupted one).
 """
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ from .base import GradientWeighting
 class PCGrad(GradientWeighting):
     name = "pcgrad"
 
-    def __init__(self, tasks, *, seed: int = 0):
+    def __init__(self, tasks):
         super().__init__(tasks)
-        self.seed = seed
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="pcgrad_step")
 
     def combine_gradients(self, grads, losses: dict):
@@ -27,7 +27,7 @@ class PCGrad(GradientWeighting):
         for i in range(n):
             g = grads[i]
             order = tf.random.experimental.stateless_shuffle(
-                tf.range(n), seed=tf.stack([tf.cast(self.seed, tf.int64) * n + i, self.step]))
+                tf.range(n), seed=tf.stack([tf.constant(i, tf.int64), self.step]))
             for k in range(n):
                 other = tf.gather(grads, order[k])
                 dot = tf.tensordot(g, other, 1)   # g_i . g_i > 0: a task never projects off itself

@@ -14,9 +14,9 @@ from .base import Weighting
 class Uncertainty(Weighting):
     name = "uncertainty"
 
-    def __init__(self, tasks, *, init_log_var: float = 0.0):
+    def __init__(self, tasks):
         super().__init__(tasks)
-        self.log_var = {t: tf.Variable(init_log_var, trainable=True, name=f"log_var_{t}")
+        self.log_var = {t: tf.Variable(0.0, trainable=True, name=f"log_var_{t}")
                         for t in self.tasks}
         self._sync()
 

@@ -27,8 +27,10 @@ def config_key(trials: pd.DataFrame) -> pd.Series:
         return trials["trial_id"]
     return trials["config_id"].where(trials["config_id"].notna(), trials["trial_id"])
 
+
 def metric_columns(trials: pd.DataFrame) -> list[str]:
     return [c for c in trials if c.startswith(("val_", "test_")) and not c.startswith(("val_loss", "test_loss"))]
+
 
 def config_table(trials: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
     """One row per configuration: its parameters, how many repeats finished, and for every
@@ -39,7 +41,7 @@ def config_table(trials: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFr
     if trials.empty:
         return pd.DataFrame(columns=["config_id", "status", "repeats", "repeats_finished"])
     trials = trials.assign(config_id=config_key(trials))
-    params = [c for c in trials if c.startswith("param_")]
+    params = [c for c in trials if c.startswith(("param_", "setting_"))]
     metrics = metric_columns(trials)
     rows = []
     for config_id, group in trials.groupby("config_id", sort=False):
@@ -54,9 +56,11 @@ def config_table(trials: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFr
         rows.append(row)
     return pd.DataFrame(rows)
 
+
 def mean_objectives(objectives: dict[str, str]) -> dict[str, str]:
     """The objectives as columns of :func:`config_table`."""
     return {f"{m}_mean": d for m, d in objectives.items()}
+
 
 def _seed_values(trials: pd.DataFrame, objectives: dict[str, str]) -> dict[str, np.ndarray]:
     """Per configuration, the (seeds, objectives) values of its finished trials with all objectives."""
@@ -69,6 +73,7 @@ def _seed_values(trials: pd.DataFrame, objectives: dict[str, str]) -> dict[str, 
         if len(values):
             out[config_id] = values
     return out
+
 
 def pareto_probability(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
                        seed: int = 0) -> pd.Series:
@@ -91,17 +96,20 @@ def pareto_probability(trials: pd.DataFrame, objectives: dict[str, str], *, n_bo
     out[ids] = hits / n_boot
     return out
 
+
 def configs_with_front(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
                        seed: int = 0) -> pd.DataFrame:
     """:func:`config_table` plus ``pareto`` (its mean is on the front of the configuration means)
-    and ``p_pareto`` (:func:`pareto_probability`)."""
+    and ``p_pareto`` (:func:`pareto_probability`; empty for a configuration with one seed)."""
     configs = config_table(trials)
     if configs.empty or not all(f"{m}_mean" in configs for m in objectives):
         return configs
     configs = with_pareto_column(configs, mean_objectives(objectives))
     p = pareto_probability(trials, objectives, n_boot=n_boot, seed=seed)
-    configs["p_pareto"] = configs["config_id"].map(p).fillna(0.0)
+    # one seed resamples to itself: its place on the front is no evidence, so no probability
+    configs["p_pareto"] = configs["config_id"].map(p).fillna(0.0).where(configs["repeats_finished"] >= 2)
     return configs
+
 
 def study_objectives(experiment_dir: str | Path) -> dict[str, str]:
     """Objectives and directions recorded in ``study.json``."""

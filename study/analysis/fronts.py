@@ -29,6 +29,7 @@ def pareto_mask(values: np.ndarray, directions) -> np.ndarray:
         mask[idx[j]] = not dominated
     return mask
 
+
 def nondominated_ranks(values: np.ndarray, directions) -> np.ndarray:
     """Front index of each row under non-dominated sorting (Deb et al. 2002): 0 for the Pareto
     front, 1 for the front of what remains, and so on. Rows must have no missing values."""
@@ -40,6 +41,7 @@ def nondominated_ranks(values: np.ndarray, directions) -> np.ndarray:
         ranks[left[pareto_mask(v[left], directions)]] = rank
         rank += 1
     return ranks
+
 
 def crowding_distance(values: np.ndarray) -> np.ndarray:
     """NSGA-II's crowding distance of rows on one front: per objective, the span between each
@@ -57,6 +59,7 @@ def crowding_distance(values: np.ndarray) -> np.ndarray:
             distance[order[1:-1]] += (v[order[2:], j] - v[order[:-2], j]) / span
     return distance
 
+
 def promotion_order(values: np.ndarray, directions) -> np.ndarray:
     """Row indices best first: by non-dominated rank, then by crowding distance within a rank
     (the more isolated first), as NSGA-II selects and MO-ASHA promotes."""
@@ -67,8 +70,10 @@ def promotion_order(values: np.ndarray, directions) -> np.ndarray:
         crowd[on] = crowding_distance(np.asarray(values, float)[on])
     return np.lexsort((-crowd, ranks))
 
+
 def finished(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["status"] == "TERMINATED"] if "status" in trials else trials
+
 
 def pareto_front(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
     """The finished rows on the front of ``objectives`` ({column: "max"|"min"}); rows are trials
@@ -79,6 +84,7 @@ def pareto_front(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFra
                        f"available: {sorted(c for c in trials if c.startswith('val_'))}")
     done = finished(trials)
     return done[pareto_mask(done[list(objectives)].to_numpy(float), list(objectives.values()))]
+
 
 def with_pareto_column(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
     out = trials.copy()

@@ -26,6 +26,7 @@ def _hv_min(points: np.ndarray, ref: np.ndarray) -> float:
             volume += (upper - p[-1]) * _hv_min(pts[: i + 1, :-1], ref[:-1])
     return volume
 
+
 def normalise(values: np.ndarray, directions, bounds=None):
     """Turn objectives into minimisation on [0, 1]: 0 = best, 1 = worst of ``bounds``.
 
@@ -44,6 +45,7 @@ def normalise(values: np.ndarray, directions, bounds=None):
     return (losses - lo) / span, (lo, span)
 
 REFERENCE = 1.1  # reference point in normalised space: 10 % beyond the worst observed value
+
 
 def hypervolume(values: np.ndarray, directions, *, bounds=None, reference: float = REFERENCE) -> float:
     """Hypervolume of the non-dominated rows, after :func:`normalise`, with reference point
@@ -64,6 +66,7 @@ NATURAL_RANGES = {
     "oc_mse": (16.0, 0.0),
     "ml_hamming": (1.0, 0.0),
 }
+
 
 def objective_bounds(objectives: dict[str, str], values: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
     """``(bounds, sources)``: per objective (worst, best), from :data:`NATURAL_RANGES` ("natural")
@@ -86,15 +89,19 @@ def objective_bounds(objectives: dict[str, str], values: np.ndarray | None = Non
         sources.append("observed")
     return np.array(bounds, float), sources
 
+
 def fixed_hypervolume(values: np.ndarray, objectives: dict[str, str], bounds: np.ndarray) -> float:
     """Hypervolume of ``values`` normalised by ``bounds``, reference point at the worst bound: the
     share of the objective box [worst, best]^k that the front dominates (0 to 1)."""
     return hypervolume(values, list(objectives.values()), bounds=bounds, reference=1.0)
 
+
 def hypervolume_summary(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
                         seed: int = 0, confidence: float = 0.95) -> dict:
     """Hypervolume of the configuration means with fixed bounds, and its bootstrap interval over
-    seeds (each configuration's seeds resampled with replacement, as in :func:`pareto_probability`)."""
+    seeds (each configuration's seeds resampled with replacement, as in :func:`pareto_probability`).
+    With one seed per configuration there is nothing to resample: no interval (NaN), and ``seeds``
+    says so."""
     values = _seed_values(trials, objectives)
     all_values = np.concatenate(list(values.values())) if values else np.empty((0, len(objectives)))
     bounds, sources = objective_bounds(objectives, all_values)
@@ -103,6 +110,10 @@ def hypervolume_summary(trials: pd.DataFrame, objectives: dict[str, str], *, n_b
     if not values:
         return {**out, "hypervolume": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_boot": 0}
     means = np.stack([v.mean(axis=0) for v in values.values()])
+    seeds = max(len(v) for v in values.values())
+    if seeds < 2:
+        return {**out, "hypervolume": fixed_hypervolume(means, objectives, bounds), "ci_low": np.nan,
+                "ci_high": np.nan, "n_boot": 0, "seeds": seeds}
     rng = np.random.default_rng(seed)
     boots = [fixed_hypervolume(np.stack([v[rng.integers(0, len(v), len(v))].mean(axis=0)
                                          for v in values.values()]), objectives, bounds)
@@ -110,7 +121,8 @@ def hypervolume_summary(trials: pd.DataFrame, objectives: dict[str, str], *, n_b
     alpha = (1 - confidence) / 2
     return {**out, "hypervolume": fixed_hypervolume(means, objectives, bounds),
             "ci_low": float(np.quantile(boots, alpha)), "ci_high": float(np.quantile(boots, 1 - alpha)),
-            "n_boot": n_boot}
+            "n_boot": n_boot, "seeds": seeds}
+
 
 def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], bounds: np.ndarray | None = None) -> pd.DataFrame:
     """Hypervolume of the configuration means after each configuration completed (in the order

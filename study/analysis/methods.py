@@ -14,14 +14,23 @@ from .hypervolume import fixed_hypervolume, objective_bounds
 
 
 # ---- weighting methods against tuned static weights ---------------------------------------------
+def method_of(table: pd.DataFrame, default: str = "static") -> pd.Series:
+    """Each row's weighting strategy, from what it trained with: ``setting_weighting`` (every
+    setting, searched or fixed, is recorded), else ``param_weighting`` (experiments from before
+    settings were recorded), else ``default``."""
+    for column in ("setting_weighting", "param_weighting"):
+        if column in table and table[column].notna().any():
+            return table[column].fillna(default)
+    return pd.Series(default, index=table.index)
+
+
 def weighting_of(trials: pd.DataFrame) -> pd.Series:
-    """Each configuration's weighting strategy (``param_weighting``; ``static`` where the space
-    fixed it), indexed by ``config_id``."""
-    done = trials.assign(config_id=config_key(trials))
-    column = done["param_weighting"] if "param_weighting" in done else pd.Series("static", index=done.index)
-    return column.fillna("static").groupby(done["config_id"], sort=False).first()
+    """Each configuration's weighting strategy (:func:`method_of`), indexed by ``config_id``."""
+    return method_of(trials).groupby(config_key(trials), sort=False).first()
+
 
 MAX_SUBSETS = 200  # k-subsets of the reference averaged for the equal-budget hypervolume
+
 
 def method_comparison(trials: pd.DataFrame, objectives: dict[str, str], *, reference: str = "static",
                       n_boot: int = 1000, seed: int = 0, confidence: float = 0.95,
@@ -113,13 +122,13 @@ def method_comparison(trials: pd.DataFrame, objectives: dict[str, str], *, refer
                      "tuned_verdict": tuned})
     return pd.DataFrame(rows, columns=columns)
 
+
 def beyond_reference(configs: pd.DataFrame, objectives: dict[str, str], reference: str = "static") -> pd.DataFrame:
     """``configs`` (:func:`config_table`) with ``method``, ``reference_front`` (a reference
     configuration on the reference-only front of means) and ``beyond`` (a configuration of
     another method that no reference configuration's mean dominates): what the methods plot
     draws."""
-    out = configs.assign(method=configs["param_weighting"].fillna(reference) if "param_weighting" in configs
-                         else reference)
+    out = configs.assign(method=method_of(configs, reference))
     cols = list(mean_objectives(objectives))
     ref = out["method"].eq(reference) & out[cols].notna().all(axis=1)
     out["reference_front"] = False

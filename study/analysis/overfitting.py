@@ -13,6 +13,7 @@ from .configs import config_key
 # ---- overfitting --------------------------------------------------------------------------------
 OVERFIT_TOLERANCE = 0.01  # relative: a loss within 1 % of its minimum has not yet risen
 
+
 def overfitting_point(val_loss, *, tolerance: float = OVERFIT_TOLERANCE) -> dict:
     """For one validation-loss curve (epochs 1..n): ``best_epoch`` (its minimum), ``min_loss``,
     and ``onset``: the first epoch after which the loss stays above ``min_loss * (1 + tolerance)``
@@ -28,6 +29,7 @@ def overfitting_point(val_loss, *, tolerance: float = OVERFIT_TOLERANCE) -> dict
         last_within = np.flatnonzero(~above)[-1]  # epoch index still within the tolerance
         onset = int(last_within) + 2              # the epoch after it, 1-based
     return {"best_epoch": best + 1, "min_loss": float(v[best]), "onset": onset, "overfit": onset is not None}
+
 
 def overfitting_table(epochs: pd.DataFrame, trials: pd.DataFrame | None = None, *,
                       tolerance: float = OVERFIT_TOLERANCE) -> pd.DataFrame:
@@ -52,6 +54,7 @@ def overfitting_table(epochs: pd.DataFrame, trials: pd.DataFrame | None = None, 
         table = table.merge(info, on="trial_id", how="left")
     return table
 
+
 def gap_curves(epochs: pd.DataFrame) -> pd.DataFrame:
     """Long table of (trial_id, task, epoch, train, validation, gap) for plotting."""
     parts = []
@@ -64,12 +67,14 @@ def gap_curves(epochs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["trial_id", "epoch", "train", "validation", "task", "gap"])
 
+
 def task_setting(trials: pd.DataFrame) -> pd.Series:
     """``STL-<task>`` or ``MTL`` per trial, from which validation metrics it has."""
     has = pd.DataFrame({t: trials[c].notna() if c in trials else False for t, c in
                         (("text", "val_rouge_l"), ("oc", "val_oc_accuracy"), ("ml", "val_ml_f1"))})
     labels = np.where(has.sum(axis=1) > 1, "MTL", "STL-" + has.idxmax(axis=1))
     return pd.Series(labels, index=trials.index)
+
 
 def stl_vs_mtl_overfitting(overfit: pd.DataFrame) -> pd.DataFrame:
     """Per task, STL runs against MTL runs (every seed a run): how many overfit, the mean epoch of

@@ -31,9 +31,18 @@ def _save(fig, path: Path) -> Path:
 
 
 def pareto_scatter(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
+    """:func:`pareto_figure`, saved to ``path``."""
+    fig = pareto_figure(configs, objectives)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pareto_figure(configs: pd.DataFrame, objectives: dict):
     """Every pair of objectives: configuration means with their 95 % intervals over seeds,
     coloured by the probability of being Pareto-optimal (bootstrap over seeds); configurations on
-    the front of the means are ringed."""
+    the front of the means are ringed. In each panel, the error bars come first, then the points,
+    then the rings."""
     pairs = list(itertools.combinations(objectives, 2)) or [(next(iter(objectives)),) * 2]
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.4 * len(pairs), 4.8), squeeze=False, layout="constrained")
     data = configs.dropna(subset=[f"{m}_mean" for m in objectives])
@@ -56,9 +65,7 @@ def pareto_scatter(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
     repeats = int(data["repeats_finished"].max()) if len(data) else 0
     fig.suptitle(f"Task trade-offs: {len(data)} configurations x up to {repeats} seeds "
                  f"(mean, 95 % interval); {int(data['pareto'].sum()) if 'pareto' in data else 0} on the front")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def methods_on_front(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
@@ -142,6 +149,11 @@ def learning_curves(curves: pd.DataFrame, labels: dict, path: Path) -> Path:
 
 
 def hypervolume_curve(history: pd.DataFrame, summary: dict, path: Path) -> Path:
+    """:func:`hypervolume_figure`, saved to ``path``."""
+    return _save(hypervolume_figure(history, summary), path)
+
+
+def hypervolume_figure(history: pd.DataFrame, summary: dict):
     """Hypervolume of the configuration means as configurations complete (fixed bounds), and the
     final value's bootstrap interval drawn from its ends: a front's hypervolume is a maximum over
     noisy means, so resampled seeds tend to raise it and the interval can lie wholly above the
@@ -156,7 +168,7 @@ def hypervolume_curve(history: pd.DataFrame, summary: dict, path: Path) -> Path:
     ax.set(title="Hypervolume of the front of configuration means",
            xlabel="completed configurations (completion order)",
            ylabel="share of the objective box dominated (0-1)")
-    return _save(fig, path)
+    return fig
 
 
 def importance_bars(importance: pd.DataFrame, path: Path) -> Path:

@@ -33,8 +33,10 @@ def per_sample_scores(predictions: pd.DataFrame) -> pd.DataFrame:
             out[name] = np.where(has, value.astype(float), np.nan)
     return out
 
+
 def _mean_of(column):
     return lambda sums, n: sums[column] / n
+
 
 def _bleu(k):
     return lambda sums, n: corpus_bleu(sums)[k - 1]
@@ -52,6 +54,7 @@ RECIPE_METRICS = {
               lambda s, n: 2 * s["ml_tp"] / np.maximum(2 * s["ml_tp"] + s["ml_fp"] + s["ml_fn"], 1e-12)),
 }
 
+
 def _components(scores: pd.DataFrame, trial_ids, columns, samples) -> dict | None:
     """(models, samples) arrays of ``columns`` for the trials that have them on every sample."""
     have = []
@@ -62,6 +65,7 @@ def _components(scores: pd.DataFrame, trial_ids, columns, samples) -> dict | Non
     if not have:
         return None
     return {c: np.stack([p[c].to_numpy(float) for p in have]) for c in columns}
+
 
 def compare_to_baseline(trials: pd.DataFrame, predictions: pd.DataFrame, *, baseline: str,
                         group_col: str = "param_config", metrics: list[str] | None = None,
@@ -107,6 +111,7 @@ def compare_to_baseline(trials: pd.DataFrame, predictions: pd.DataFrame, *, base
     table["p_holm"] = holm(table["p"]) if len(table) else []
     table["verdict"] = [verdict(r.diff, r.p_holm, r.better) for r in table.itertuples()]
     return table[columns]
+
 
 def verdict(diff: float, p_holm: float, better: str, alpha: float = 0.05) -> str:
     """``better``/``worse`` than the baseline when Holm's p is below ``alpha``, else ``no

@@ -70,8 +70,11 @@ def front_table(configs: pd.DataFrame, objectives: dict) -> pd.DataFrame:
     out = front[["config_id", *params, "repeats_finished"]].rename(columns={"repeats_finished": "seeds"})
     for m in objectives:
         out[f"{m} (95 % CI)"] = [_interval(r, m) for _, r in front.iterrows()]
-    out["P(on front)"] = front.get("p_pareto", pd.Series(dtype=float))
-    return out.sort_values("P(on front)", ascending=False) if len(out) else out
+    p = front.get("p_pareto", pd.Series(dtype=float))
+    out["P(on front)"] = p
+    out = out.sort_values("P(on front)", ascending=False) if len(out) else out
+    out["P(on front)"] = out["P(on front)"].map(lambda v: "one seed: no interval" if pd.isna(v) else f"{v:.2f}")
+    return out
 
 
 def comparison_sentences(comparison: pd.DataFrame) -> list[str]:
@@ -196,7 +199,8 @@ def render(experiment_dir: str | Path, objectives: dict | None = None, *,
         + ", ".join(f"`{m}` ({d})" for m, d in objectives.items()) + ". Every number below is a mean "
         "over a configuration's seeds with its 95 % Student-t interval; one seed gives no interval.\n",
         f"Hypervolume of the front of configuration means: **{hv['hypervolume']:.4f}** "
-        f"(95 % bootstrap interval over seeds {hv['ci_low']:.4f} to {hv['ci_high']:.4f}); bounds, worst to "
+        + (f"(95 % bootstrap interval over seeds {hv['ci_low']:.4f} to {hv['ci_high']:.4f}); "
+           if np.isfinite(hv["ci_low"]) else "(one seed: no interval); ") + "bounds, worst to "
         f"best: {bounds}; reference point at the worst bound, so 1 is the whole box"
         + (". The interval lies above the estimate: a front's hypervolume is a maximum over noisy means, "
            "which resampling seeds tends to raise.\n" if hv["ci_low"] > hv["hypervolume"] else ".\n"),

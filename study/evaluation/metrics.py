@@ -53,11 +53,13 @@ def _prf(true: np.ndarray, pred: np.ndarray, prefix: str) -> dict:
                     f"{prefix}_f1{suffix}": float(f)})
     return out
 
+
 def clinical_efficacy(references, hypotheses) -> tuple[dict, np.ndarray, np.ndarray]:
     """CE metrics from the labeler, with the 0/1 label matrices of references and hypotheses."""
     true = np.array(positive_vectors(references)).reshape(-1, len(FINDINGS))
     pred = np.array(positive_vectors(hypotheses)).reshape(-1, len(FINDINGS))
     return _prf(true, pred, "ce"), true, pred
+
 
 def multilabel_metrics(true, prob, threshold: float = 0.5) -> dict:
     from sklearn.metrics import accuracy_score, hamming_loss
@@ -67,6 +69,7 @@ def multilabel_metrics(true, prob, threshold: float = 0.5) -> dict:
     return {**_prf(true, pred, "ml"), "ml_hamming": float(hamming_loss(true, pred)),
             "ml_exact_match": float(accuracy_score(true, pred))}
 
+
 def ordinal_metrics(true_levels, pred_levels) -> dict:
     from scipy.stats import spearmanr
 
@@ -75,6 +78,7 @@ def ordinal_metrics(true_levels, pred_levels) -> dict:
     rho = 0.0 if np.ptp(t) == 0 or np.ptp(p) == 0 else float(spearmanr(t, p).statistic)
     return {"oc_accuracy": acc, "oc_mae": float(np.mean(np.abs(t - p))),
             "oc_mse": float(np.mean((t - p) ** 2)), "oc_acc_corr": (acc + rho) / 2}
+
 
 # ---- one entry point ----------------------------------------------------------------------------
 def compute_metrics(*, sample_ids=None, references=None, generated=None, oc_true=None, oc_pred=None,

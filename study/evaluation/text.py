@@ -18,11 +18,13 @@ import pandas as pd
 
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
 
+
 def normalize_text(text: str | None) -> str:
     """Lowercase, punctuation replaced by spaces, whitespace collapsed (all text metrics)."""
     if text is None or text != text:
         return ""
     return " ".join(_PUNCT.sub(" ", str(text).lower()).split())
+
 
 # ---- text generation ----------------------------------------------------------------------------
 def bleu(references, hypotheses) -> tuple[dict, np.ndarray]:
@@ -37,6 +39,7 @@ def bleu(references, hypotheses) -> tuple[dict, np.ndarray]:
 BLEU_STATS = ("bleu_testlen", "bleu_reflen", *(f"bleu_guess{k}" for k in range(1, 5)),
               *(f"bleu_correct{k}" for k in range(1, 5)))
 
+
 def bleu_statistics(references, hypotheses) -> pd.DataFrame:
     """Per-sample BLEU sufficient statistics, cooked by pycocoevalcap itself: hypothesis and
     reference length, n-gram guesses and clipped matches for n = 1..4. Summed over any subset of
@@ -49,6 +52,7 @@ def bleu_statistics(references, hypotheses) -> pd.DataFrame:
         c = cook_test(normalize_text(h), cook_refs([normalize_text(r)], n=4), eff="closest", n=4)
         rows.append([c["testlen"], c["reflen"], *c["guess"], *c["correct"]])
     return pd.DataFrame(np.array(rows, float).reshape(-1, len(BLEU_STATS)), columns=list(BLEU_STATS))
+
 
 def corpus_bleu(sums) -> np.ndarray:
     """BLEU-1..4 from summed :func:`bleu_statistics` (``sums[name]`` scalars or arrays of equal
@@ -63,6 +67,7 @@ def corpus_bleu(sums) -> np.ndarray:
         out.append(np.exp(log_precision / k) * penalty)
     return np.stack(out)
 
+
 def rouge_l(references, hypotheses) -> np.ndarray:
     """Per-sample ROUGE-L F-measure from Google's rouge-score (no stemming: text is normalised)."""
     from rouge_score import rouge_scorer
@@ -70,6 +75,7 @@ def rouge_l(references, hypotheses) -> np.ndarray:
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     return np.array([scorer.score(normalize_text(r), normalize_text(h))["rougeL"].fmeasure
                      for r, h in zip(references, hypotheses)])
+
 
 def coco_rouge_and_cider(references, hypotheses) -> tuple[dict, np.ndarray]:
     """pycocoevalcap ROUGE-L and CIDEr (corpus), with per-sample CIDEr (its corpus value is their

@@ -14,6 +14,7 @@ def write_parquet_atomic(path: Path, df: pd.DataFrame) -> None:
     df.to_parquet(tmp, index=False)
     tmp.replace(path)
 
+
 def write_json_atomic(path: Path, payload: dict, indent: int = 1) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=indent, default=str))

@@ -31,6 +31,7 @@ def _history_from_checkpoint(trial_dir: Path) -> list:
     latest = trial_dir / CHECKPOINT / json.loads(pointer.read_text())["latest"] / "state.json"
     return json.loads(latest.read_text())["history"] if latest.exists() else []
 
+
 def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read every trial directory into the three tables (no files written)."""
     rows, epochs, predictions = [], [], []
@@ -46,7 +47,7 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
                        started_at=result.get("started"),
                        # the trial's own clock: a copy (a pull from object storage) keeps it
                        finished_at=result.get("finished", result_path.stat().st_mtime))
-            params = result["params"]
+            params, settings = result["params"], result.get("settings", {})
             if (trial_dir / EPOCHS).exists():
                 epochs.append(pd.read_parquet(trial_dir / EPOCHS))
             if (trial_dir / PREDICTIONS).exists():
@@ -60,18 +61,20 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
                    "train_seconds": sum(h["seconds"] for h in history) if history else None,
                    "finished_at": info.get("time", (error_path if error_path.exists() else stopped_path).stat().st_mtime)}
             row.update({f"last_{k}": v for k, v in info.get("last", {}).items() if k != "epoch"})
-            params = info.get("params", {})
+            params, settings = info.get("params", {}), info.get("settings", {})
             if history:
                 epochs.append(pd.DataFrame(history).assign(trial_id=info["trial_id"]))
         else:
             continue  # pending or running
         row.update({f"param_{k}": v for k, v in params.items()})
+        row.update({f"setting_{k}": _cell(v) for k, v in settings.items()})
         rows.append(row)
     trials = pd.DataFrame(rows)
     for col in CONTRACT_COLUMNS:  # a task switched off in every trial still has its (null) column
         if col not in trials:
             trials[col] = np.nan if col not in ("trial_id", "status", "error") else None
-    lead = [c for c in CONTRACT_COLUMNS if c in trials] + sorted(c for c in trials if c.startswith("param_"))
+    lead = ([c for c in CONTRACT_COLUMNS if c in trials] + sorted(c for c in trials if c.startswith("param_"))
+            + sorted(c for c in trials if c.startswith("setting_")))
     trials = trials[lead + [c for c in trials if c not in lead]]
     if len(trials):
         trials = trials.sort_values("finished_at").drop_duplicates("trial_id", keep="first")
@@ -84,6 +87,12 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     preds = preds[["trial_id"] + [c for c in preds if c != "trial_id"]]
     return trials.reset_index(drop=True), epochs_df, preds
 
+
+def _cell(value):
+    """A setting as one table cell: a list (``tasks: [text, oc]``) as ``"text,oc"``."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+
 def consolidate(experiment_dir: str | Path) -> pd.DataFrame:
     """Rewrite the record tables (trials, epochs, predictions) from the trial directories; return
     the trial table. The configuration table and the front (``configs.parquet``, the ``pareto``
@@ -94,6 +103,7 @@ def consolidate(experiment_dir: str | Path) -> pd.DataFrame:
     write_parquet_atomic(experiment_dir / EPOCHS, epochs)
     write_parquet_atomic(experiment_dir / PREDICTIONS, predictions)
     return trials
+
 
 def load(experiment_dir: str | Path) -> dict[str, pd.DataFrame]:
     """The three tables of an experiment directory, with a clear error if one is missing."""

@@ -80,6 +80,7 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
             action.default = argparse.SUPPRESS
     return p
 
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not the whole usage block
         raise SystemExit(f"{self.prog}: {message} (see --help)")
@@ -99,6 +100,7 @@ RESUME_MAY_CHANGE = {"resume", "name", "storage", "config", "verbose", "address"
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
+
 def check_flags(values: dict, source: str = "") -> None:
     """Types and ranges of flag values (from the command line or a --config file)."""
     for name, (integer, low, high) in FLAG_RANGES.items():
@@ -114,6 +116,7 @@ def check_flags(values: dict, source: str = "") -> None:
     if name is not None and (not isinstance(name, str) or not NAME_RULE.fullmatch(name)):
         raise SystemExit(f"{source or '--'}name: a plain name (letters, digits, '.', '_', '-'; no '/' "
                          f"or leading '.'), got {name!r}: the experiment goes to STORAGE/NAME")
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
@@ -153,6 +156,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise SystemExit("--resume needs --name (the experiment to continue)")
     return args
 
+
 def parse_settings(items: list[str]) -> dict:
     """``["learning_rate=1e-3", "tasks=[text, oc]"]`` -> settings (values read as YAML)."""
     out = {}
@@ -168,6 +172,7 @@ def parse_settings(items: list[str]) -> dict:
                 pass
         out[key.strip()] = parsed
     return out
+
 
 def resume_command(args) -> str:
     return f"python study/run.py --storage {args.storage} --name {args.name} --resume"

@@ -147,6 +147,7 @@ def _auto_address() -> str | None:
 
 ADDRESS_TIMEOUT_S = 10
 
+
 def cohort_dir_of(args) -> Path:
     """The cohort directory the flags name (the synthetic one is generated there if missing)."""
     if args.data == "mimic":
@@ -155,6 +156,7 @@ def cohort_dir_of(args) -> Path:
         return Path(args.data_dir)
     data_root = DEFAULT_LOCAL_ROOT / "data" if is_uri(args.storage) else Path(args.storage) / ".data"
     return Path(args.data_dir or data_root / f"synthetic-n{args.n_synthetic}-seed{args.data_seed}-{args.image_size}px")
+
 
 def check_data(args) -> None:
     """Before anything starts: the cohort a study would read follows the schema (it names the
@@ -168,6 +170,7 @@ def check_data(args) -> None:
     if args.weights.lower() not in ("imagenet", "none", "random") and not Path(args.weights).is_file():
         raise SystemExit(f"--weights {args.weights}: expected imagenet, none, or an existing weights file")
 
+
 def check_storage_reach(args, location: Location, elsewhere: str | None) -> None:
     """Refuse a local --storage when trials may run on other machines (``elsewhere`` says why):
     they would write their records where the driver never looks."""
@@ -176,6 +179,7 @@ def check_storage_reach(args, location: Location, elsewhere: str | None) -> None
             f"--storage {args.storage}: a path on this machine, but trials may run on others ({elsewhere}), "
             f"which cannot see it. Pass --storage s3://BUCKET/PREFIX (or gs://, any pyarrow URI), or "
             f"--shared-storage if {args.storage} is mounted at the same path on every node (NFS, EFS)")
+
 
 def load_study_space(args, location):
     """The search space of this study: the file named by ``--search-space``, or on ``--resume`` the
@@ -189,6 +193,7 @@ def load_study_space(args, location):
         raise SystemExit(f"--search-space {args.search_space}: {exc}") from None
     text = Path(path).read_text()
     return load_space(path, text=text), text
+
 
 def check_address(address: str | None) -> None:
     """Give up at once on a cluster address nothing answers at (Ray itself retries for minutes)."""
@@ -213,6 +218,7 @@ def check_address(address: str | None) -> None:
                          f"({exc.strerror or exc}); start one (ray up cluster.yaml, or python -m "
                          f"study.cluster up) or correct the address") from None
 
+
 def check_writable(path: Path, flag: str) -> None:
     """``path`` (or the directory that would hold it) can be written by this user."""
     existing = next(p for p in [path, *path.parents] if p.exists())
@@ -220,6 +226,7 @@ def check_writable(path: Path, flag: str) -> None:
         raise SystemExit(f"{flag} {path}: cannot write there ({existing} is "
                          f"{'not a directory' if not existing.is_dir() else 'read-only for you'}); "
                          f"pass a directory you can write")
+
 
 def explain_os_error(exc: OSError, args) -> str:
     """One line for a file-system error during a study: the path, the cause, what to do."""

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # Where `ray up` leaves the autoscaler's configuration on the head node.
 HEAD_NODE_CONFIG = Path("~/ray_bootstrap_config.yaml").expanduser()
 
+
 @dataclass(frozen=True)
 class NodeType:
     name: str
@@ -36,6 +37,7 @@ class NodeType:
     def describe(self) -> str:
         res = ", ".join(f"{k} {v:g}" for k, v in sorted(self.resources.items()))
         return f"{self.name} ({res}; up to {self.max_nodes})"
+
 
 @dataclass(frozen=True)
 class ClusterShape:
@@ -86,6 +88,7 @@ class ClusterShape:
     def describe(self) -> str:
         return "; ".join(t.describe() for t in self.types)
 
+
 def find_shape(path: str | None = None, *, on_head: bool = False) -> ClusterShape | None:
     """The autoscaler's node types from ``path`` (``--cluster-config``), else, ``on_head`` (joining
     a cluster), from the copy ``ray up`` leaves on the head node. None: no such file."""
@@ -110,12 +113,14 @@ def grows_elsewhere(shape: ClusterShape | None) -> str | None:
 
 DRIVER_CPU_SHARE = 0.01  # a Tune function that only launches Train workers holds almost nothing
 
+
 @dataclass
 class ResourcePlan:
     trial_resources: dict     # what the Tune function itself reserves
     worker_resources: dict    # per Ray Train worker (empty when training in the function)
     max_concurrent: int
     sized_by: str = ""        # what the concurrency was sized by, in words
+
 
 def plan_resources(ctx: StudyContext, available: dict, requested_concurrency: int | None,
                    shape: ClusterShape | None = None) -> ResourcePlan:
@@ -152,6 +157,7 @@ def plan_resources(ctx: StudyContext, available: dict, requested_concurrency: in
                     "on %s", requested_concurrency, fit, where)
     concurrency = min(requested_concurrency or fit, fit)
     return ResourcePlan(trial, worker if ctx.uses_ray_train else {}, concurrency, where)
+
 
 def _describe(resources: dict) -> str:
     return ", ".join(f"{v:g} {k}" for k, v in resources.items())

@@ -67,8 +67,10 @@ SAMPLERS = ("tpe", "gp", "nsga2", "nsga3", "random", "grid")
 
 MAX_CHECKED_POINTS = 512  # corners checked jointly up to this many, else one parameter at a time
 
+
 class SearchSpaceError(ValueError):
     """The search space file breaks a rule; the message names the file, the key and the value."""
+
 
 def stick_breaking(u1: float, u2: float, prioritise: str | None = None) -> tuple[float, float, float]:
     """Stick-breaking map from the unit square to the simplex (uniform); see the module docs."""
@@ -76,6 +78,7 @@ def stick_breaking(u1: float, u2: float, prioritise: str | None = None) -> tuple
     b = (1.0 - a) * u2
     weights = (a, b, max(0.0, 1.0 - a - b))
     return tuple(sorted(weights, reverse=True)) if prioritise == "text" else weights
+
 
 @dataclass
 class SearchSpace:
@@ -273,6 +276,7 @@ class SearchSpace:
                 if k in settings:
                     record[k] = settings[k]
         return settings, record
+
 
 def group_of(config_name: str, baseline: str | None = None) -> str:
     """``STL-text`` -> ``STL`` when ``STL`` is the baseline; other names are their own group."""

@@ -33,6 +33,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep)
 
+
 def load_yaml(text: str, source) -> object:
     """Parse YAML text strictly (no duplicate keys); errors name ``source`` and the line."""
     try:
@@ -81,6 +82,7 @@ def _check_param(path, name, spec):
                 if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                     fail(path, f"{key}.budget.{choice}", f"expected a positive integer (configurations), got {n!r}")
 
+
 def _check_conditions(path, params: dict, fixed: dict) -> None:
     """Refuse a param no trial reads (its strategy is never chosen), and a budget per choice
     that would train one configuration again and again."""
@@ -97,6 +99,7 @@ def _check_conditions(path, params: dict, fixed: dict) -> None:
             if n > 1 and not others:
                 fail(path, f"params.{name}.budget.{choice}", f"{n} configurations of {choice} would all be the same "
                                                                  f"(nothing else is sampled with it); give 1 and raise repeats for more seeds")
+
 
 def load_space(path: str | Path, text: str | None = None) -> SearchSpace:
     """Parse and validate a search space file (or its ``text``, named ``path`` in errors)."""

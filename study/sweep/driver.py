@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import ray
 
 from study.analysis.configs import write_front
@@ -123,6 +124,7 @@ def setup_logging(experiment_dir: Path, verbose: bool) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
 
+
 def prepare_data(args, cohort_dir: Path):
     """Cohort directory (synthetic generated on first use) -> prepared dataset (cached)."""
     from data.dataset import prepare
@@ -137,6 +139,7 @@ def prepare_data(args, cohort_dir: Path):
     print(f"preparing features and encodings for {cohort_dir} (cached after the first run)")
     return prepare(cohort_dir, cache_dir=args.cache_dir, encoder=EncoderSpec(args.encoder, args.image_size, weights))
 
+
 def package_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -148,6 +151,7 @@ def package_versions() -> dict:
         except PackageNotFoundError:
             out[pkg] = None
     return out
+
 
 def write_study_json(experiment_dir: Path, args, space, space_text: str, dataset, resources) -> None:
     path = experiment_dir / STUDY
@@ -169,6 +173,7 @@ def write_study_json(experiment_dir: Path, args, space, space_text: str, dataset
     }
     write_json_atomic(path, record, indent=2)
 
+
 def record_run(experiment_dir: Path, timings: dict, **facts) -> None:
     """Append this invocation's phase times (seconds) and other facts (the nodes that joined and
     ended while it ran) to study.json."""
@@ -177,9 +182,12 @@ def record_run(experiment_dir: Path, timings: dict, **facts) -> None:
     record["runs"] = record.get("runs", []) + [{**{k: round(v, 3) for k, v in timings.items()}, **facts}]
     write_json_atomic(path, record, indent=2)
 
+
 def summarize(location, space, args):
     """Consolidate the records, print the front of configuration means, render the report, push.
     Returns the trial table."""
+    from study.analysis.report import front_table  # matplotlib and seaborn: only once the sweep ends
+
     experiment_dir = location.local_dir
     location.pull_records()
     trials = consolidate(experiment_dir)
@@ -209,6 +217,7 @@ def summarize(location, space, args):
     print(f"\nresults: {where}/trials.parquet, configs.parquet, epochs.parquet, predictions.parquet, study.json")
     print(f"logs:    {where}/study.log (and trials/<id>/trial.log)")
     return trials
+
 
 def unfinished_trials(trials, expected: int) -> int:
     """Trials the sweep owes: expected minus those with a final record. A trial stopped early by

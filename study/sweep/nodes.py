@@ -16,6 +16,7 @@ def nodes() -> dict:
                           "CPU": n["Resources"].get("CPU", 0.0), "GPU": n["Resources"].get("GPU", 0.0)}
             for n in ray.nodes()}
 
+
 class NodeWatch:
     """Every node seen while a sweep runs, with the resources it had while alive (Ray forgets a
     dead node's resources). Used as ``with NodeWatch(shape) as watch:``, it looks every
@@ -73,6 +74,7 @@ class NodeWatch:
 
     def _name(self, n: dict) -> str:
         return f"{n['type'] or 'node'} ({n['CPU']:g} CPU, {n['GPU']:g} GPU)"
+
 
 def off_this_machine(shape: ClusterShape | None, here: str | None) -> str | None:
     """Why some trial may run on another machine than ``here`` (this machine's IP address, once

@@ -22,9 +22,10 @@ from study.results.layout import TRIALS
 HIDDEN = ("config", "alpha", "beta", "gamma", "weighting")  # shown in their own words
 
 
-def describe(params: dict, seed_index: int | None = None) -> str:
-    """``static a=0.33 b=0.48 c=0.19, num_heads=3 (seed 1)`` from a trial's recorded params."""
-    parts = [str(params.get("config") or params.get("weighting") or "static")]
+def describe(params: dict, seed_index: int | None = None, weighting: str = "static") -> str:
+    """``static a=0.33 b=0.48 c=0.19, num_heads=3 (seed 1)`` from a trial's recorded params and the
+    weighting it trains with (searched, or fixed by the space)."""
+    parts = [str(params.get("config") or params.get("weighting") or weighting)]
     if "alpha" in params:
         parts[0] += " " + " ".join(f"{k}={params[v]:.2f}" for k, v in (("a", "alpha"), ("b", "beta"), ("c", "gamma")))
     rest = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
@@ -98,7 +99,7 @@ class ProgressLines(tune.Callback):
             self._read_records()
         state = {**self.state, "running": len(self.running)}
         request = self.context.request(trial.trial_id, trial.config)
-        self.out(progress_line(event, describe(request.params, request.repeat), state,
+        self.out(progress_line(event, describe(request.params, request.repeat, request.settings.get("weighting", "static")), state,
                                time.time() - self.start, self.finished_here, scores), flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):

@@ -36,6 +36,7 @@ def _configure_threads(n: float) -> None:
     except RuntimeError:
         pass  # TF already initialised in this process (reused actor): keep its setting
 
+
 def train_worker(config: dict) -> None:
     """Ray Train worker loop: the same trial code under MultiWorkerMirroredStrategy."""
     import tensorflow as tf
@@ -57,6 +58,7 @@ def train_worker(config: dict) -> None:
         log.warning("Ray gave worker %d GPU %s, but TensorFlow sees no GPU: it trains on the CPU "
                     "(install tensorflow[and-cuda] on GPU nodes; docs: the cluster guide)", rank, ",".join(gpus["ray"]))
     run_trial(request, strategy=strategy, is_chief=rank == 0, report=ray.train.report)
+
 
 def trainable(config: dict, context: StudyContext) -> None:
     """One Tune trial (a function trainable)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from pathlib import Path
 
 import ray
@@ -59,7 +58,8 @@ class ResultsCallback(tune.Callback):
 
     def _identity(self, trial) -> dict:
         request = self.context.request(trial.trial_id, trial.config)
-        return {"trial_id": trial.trial_id, "params": request.params, "config_id": request.config_id,
+        return {"trial_id": trial.trial_id, "params": request.params, "settings": request.settings,
+                "config_id": request.config_id,
                 "repeat": request.repeat, "seed": request.seed}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -76,6 +76,7 @@ class ResultsCallback(tune.Callback):
             self._record(trial, ERROR, {**self._identity(trial), "time": time.time(),
                                                "error": message[-1] if message else "trial failed"})
         self._refresh()
+
 
 def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, repeats: int,
                 name: str, storage: str, asha: bool = False, verbose: bool = False):
@@ -106,6 +107,7 @@ def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, 
                                   # in this order: the progress line reads the records just written
                                   callbacks=[ResultsCallback(context), ProgressLines(context, num_samples)]))
 
+
 def progress_reporter(space: SearchSpace, num_samples: int):
     """Ray's live table (``--verbose``): epoch, losses while training, the objectives once evaluated."""
     params = {**{n: n.replace("loss_weights_", "w_") for n in space.distributions()}, REPEAT_KEY: "repeat"}
@@ -114,6 +116,7 @@ def progress_reporter(space: SearchSpace, num_samples: int):
     return tune.CLIReporter(metric_columns=metrics, parameter_columns=params,
                             total_samples=num_samples, max_report_frequency=30,
                             print_intermediate_tables=True)
+
 
 def restore_tuner(context: StudyContext, plan: ResourcePlan, experiment_dir: str):
     """Continue an interrupted sweep: finished trials stay, unfinished ones resume, errored ones
@@ -126,8 +129,10 @@ def restore_tuner(context: StudyContext, plan: ResourcePlan, experiment_dir: str
     return tune.Tuner.restore(experiment_dir, _wrapped(context, plan), resume_unfinished=True,
                               resume_errored=False, restart_errored=False)
 
+
 def _wrapped(context: StudyContext, plan: ResourcePlan):
     return tune.with_resources(tune.with_parameters(trainable, context=context), plan.trial_resources)
+
 
 def cluster_resources() -> dict:
     return {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}

@@ -31,6 +31,7 @@ FAKE_HEAD_TYPE = "ray.head.default"  # the fake provider names its head node typ
 
 STATE_FILE = "cluster.json"          # in a twin's directory: its address and settings
 
+
 def local_twin(config: dict, gcs_address: str) -> dict:
     """``config`` (a cluster.yaml for a cloud) as a fake multi-node cluster on this machine: the
     same node types with their resources, ``min_workers``/``max_workers``, upscaling speed and idle
@@ -59,10 +60,12 @@ def local_twin(config: dict, gcs_address: str) -> dict:
         "worker_setup_commands": [], "head_start_ray_commands": [], "worker_start_ray_commands": [],
     }
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
 
 def up(directory: Path, config_path: Path = CLUSTER_YAML, *, update_interval_s: int = 5,
        heartbeat_timeout_s: int = 30) -> dict:
@@ -100,6 +103,7 @@ def up(directory: Path, config_path: Path = CLUSTER_YAML, *, update_interval_s: 
         raise RuntimeError(f"ray start failed (exit {done.returncode}); see {directory / 'ray-start.log'}")
     return state
 
+
 def own_processes(directory: Path) -> list:
     """This twin's processes: every one whose command line names its temporary directory or its
     GCS port (Ray's client server names only the latter), and their descendants."""
@@ -128,6 +132,7 @@ def own_processes(directory: Path) -> list:
             continue
     return list(found.values())
 
+
 def down(directory: Path, *, grace_s: float = 10.0) -> int:
     """End the twin started in ``directory``: SIGTERM, then SIGKILL what is left. Returns how many
     processes were ended. Touches no process outside that cluster."""
@@ -148,6 +153,7 @@ def down(directory: Path, *, grace_s: float = 10.0) -> int:
             pass
     (directory / STATE_FILE).unlink(missing_ok=True)
     return len(procs)
+
 
 def remove_node(directory: Path, node_id: str) -> int:
     """Kill one launched node of the twin in ``directory`` without warning, as a cloud reclaims a

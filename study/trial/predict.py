@@ -13,6 +13,7 @@ from study.evaluation.metrics import compute_metrics
 
 INPUT_KEYS = ("image_features", "vitals", "categoricals", "chief_complaint", "icd_title", "report_ids")
 
+
 def predict_split(model, dataset: PreparedDataset, split: str, beam_width: int = 1,
                   batch_size: int = 64) -> dict:
     """Decoded reports and head outputs for one split (active tasks only)."""
@@ -35,6 +36,7 @@ def predict_split(model, dataset: PreparedDataset, split: str, beam_width: int =
     return {**out, "findings": arrays["findings"]}
 
 SPLIT_PREFIX = {"validate": "val", "test": "test"}  # metric names of the Parquet contract
+
 
 def score_split(model, dataset: PreparedDataset, split: str, eval_opts: dict):
     """``(metrics prefixed val_/test_, per-sample table)`` for one split."""

@@ -38,10 +38,12 @@ from .sync import TrialSync
 
 log = logging.getLogger(__name__)
 
+
 def epoch_report(row: dict, objectives: list) -> dict:
     """What Tune sees after each epoch: losses (for schedulers) and not-yet-known objectives."""
     return {"epoch": row["epoch"], **{k: row.get(k, math.nan) for k in (*TRAIN_LOSSES, *VAL_LOSSES)},
             **{m: math.nan for m in objectives}, "evaluated": False}
+
 
 def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
               report: Callable[[dict], None] | None = None) -> dict:
@@ -72,7 +74,7 @@ def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
         if is_chief:
             write_json_atomic(trial_dir / ERROR, {
                 "trial_id": request.trial_id, "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(), "params": request.params,
+                "traceback": traceback.format_exc(), "params": request.params, "settings": request.settings,
                 "config_id": request.config_id, "repeat": request.repeat, "seed": request.seed,
                 "time": time.time()})
             if sync:
@@ -83,6 +85,7 @@ def run_trial(request: TrialRequest, *, strategy=None, is_chief: bool = True,
             lg.removeHandler(handler)
             lg.setLevel(levels[name])
         handler.close()
+
 
 def _train_and_record(request, trial_dir, strategy, is_chief, report, sync) -> dict:
     started, clock = time.time(), time.perf_counter()
@@ -125,6 +128,7 @@ def _train_and_record(request, trial_dir, strategy, is_chief, report, sync) -> d
         sync.remove(ERROR)  # an earlier failed attempt is superseded
     report(_final_report(result, request.objectives))
     return result
+
 
 def _final_report(result: dict, objectives: list) -> dict:
     # The flag is "evaluated", not Tune's reserved "done": done=True makes Tune kill the trial
