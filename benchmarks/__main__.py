@@ -19,12 +19,18 @@ BENCHMARKS = {"feature_cache": feature_cache, "decoding": decoding, "throughput"
               "labeler": labeler, "search": search, "sweep": sweep, "weighting": weighting}
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags (the CLI reference is generated from it)."""
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs (minutes)")
     p.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
     p.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="where the cohort, runs and logs are kept")
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"), help="results file")
+    return p
+
+
+def main(argv=None) -> dict:
+    p = build_parser()
     a = p.parse_args(argv)
     ws = Workspace(a.workdir, a.quick)
     outcomes, start = [], time.perf_counter()

@@ -166,7 +166,8 @@ def build(mimic_cxr: str | Path, mimic_ed: str | Path, out_dir: str | Path, *,
     return report
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags (the CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m data.mimic", description=__doc__.split("\n")[0])
     parser.add_argument("--mimic-cxr", required=True, help="MIMIC-CXR-JPG root (metadata, chexpert CSVs, files/)")
     parser.add_argument("--mimic-ed", required=True, help="MIMIC-IV-ED root (edstays, triage, diagnosis; ed/ subfolder ok)")
@@ -179,6 +180,11 @@ def main(argv=None) -> None:
                         help="CheXpert -1 (uncertain) becomes this (default negative)")
     parser.add_argument("--blank", default="negative", choices=LABEL_POLICIES["blank"],
                         help="CheXpert blank (not mentioned) becomes this (default negative)")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     report = build(args.mimic_cxr, args.mimic_ed, args.out, reports_dir=args.reports, n=args.n,
                    seed=args.seed, uncertain=args.uncertain, blank=args.blank)

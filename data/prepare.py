@@ -20,7 +20,8 @@ def encoder_from_args(args) -> EncoderSpec:
     return EncoderSpec(name=args.encoder, image_size=args.image_size, weights=weights)
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags (the CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n")[1])
     parser.add_argument("cohort_dir", help="directory holding cohort.parquet")
     parser.add_argument("--encoder", default="EfficientNetB0", help="keras.applications model name")
@@ -34,6 +35,11 @@ def main(argv=None) -> None:
                         help="skip and count unreadable images instead of stopping")
     parser.add_argument("--report-vocab", type=int, default=PreprocessConfig.report_vocab)
     parser.add_argument("--report-length", type=int, default=PreprocessConfig.report_length)
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     ds = prepare(args.cohort_dir, cache_dir=args.cache_dir, encoder=encoder_from_args(args),
                  preprocess=PreprocessConfig(report_vocab=args.report_vocab,

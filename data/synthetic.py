@@ -283,12 +283,18 @@ def generate(out_dir: str | Path, *, n: int = 1600, seed: int = 0, image_size: i
     return write_cohort(df, out_dir)
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags (the CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="cohort directory to write")
     parser.add_argument("--n", type=int, default=1600, help="number of studies (default 1600)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--image-size", type=int, default=224, help="image side in pixels (default 224)")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     path = generate(args.out, n=args.n, seed=args.seed, image_size=args.image_size)
     df = pd.read_parquet(path)

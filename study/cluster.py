@@ -14,7 +14,8 @@ from pathlib import Path
 from study.sweep.twin import CLUSTER_YAML, down, remove_node, up
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags (the CLI reference is generated from it)."""
     p = argparse.ArgumentParser(prog="python -m study.cluster", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     u = sub.add_parser("up", help="start a local twin of a cluster config (fake multi-node provider)")
@@ -26,6 +27,11 @@ def main(argv=None) -> None:
     k = sub.add_parser("kill-node", help="kill one launched node, as a cloud reclaims a spot instance")
     k.add_argument("node_id", help="as in trials/<id>/workers/rank-*.json or `ray status`")
     k.add_argument("directory", nargs="?", default="/tmp/mtl-study-cluster")
+    return p
+
+
+def main(argv=None) -> None:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.command == "up":
         state = up(Path(args.directory), Path(args.config))

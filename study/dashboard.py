@@ -29,10 +29,16 @@ def storage_of(experiment_dir: str | Path):
     return optuna_storage(path)
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags (the CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m study.dashboard", description=__doc__.split("\n")[0])
     parser.add_argument("experiment_dir")
     parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not 1024 <= args.port <= 65535:
         parser.error(f"--port: must be an integer >= 1024 and <= 65535, got {args.port}")

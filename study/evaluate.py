@@ -42,7 +42,8 @@ def read_reports(path: str, column: str) -> list[str]:
     return reports
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags (the CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m study.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("references", help="reference reports (.txt one per line, or .csv/.parquet with 'reference')")
     parser.add_argument("hypotheses", help="generated reports (.txt one per line, or .csv/.parquet with 'generated')")
@@ -56,6 +57,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--learned-scorers", nargs="+", default=None, choices=["chexbert", "radgraph"],
                         help="also CheXbert F1 / RadGraph F1 when their weights are on this machine "
                              "(skipped with one line otherwise; nothing downloads)")
+    return parser
+
+
+def main(argv=None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     config = None if args.no_bertscore else BertScoreConfig.for_model(args.bertscore_model, args.bertscore_layers,
                                                                       args.rescale)

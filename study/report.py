@@ -14,11 +14,17 @@ import argparse
 from study.analysis.report import render
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags (the CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m study.report", description=__doc__.split("\n")[0])
     parser.add_argument("experiment_dir")
     parser.add_argument("--objectives", nargs="+", default=None,
                         help="metric:max|min pairs (default: the study's objectives)")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     objectives = None
     if args.objectives:

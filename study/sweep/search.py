@@ -79,6 +79,8 @@ class StudySearch(Searcher):
                         "the searcher", trial_id)
             return
         group = self.groups[number]
+        if trial_id in group["scores"]:  # Tune reports some trials twice (an error after a completion)
+            return
         ok = bool(result) and not error
         group["scores"][trial_id] = [float(result.get(m, math.nan)) if ok else math.nan for m in self.metric]
         group["failed"] = group.get("failed", 0) + (not ok)
@@ -86,14 +88,22 @@ class StudySearch(Searcher):
             return
         scores = np.array(list(group["scores"].values()), dtype=float)          # (repeats, objectives)
         if np.isnan(scores).all():  # every seed stopped by the scheduler (PRUNED) or failed (FAIL)
-            state = TrialState.FAIL if group["failed"] == self.repeats else TrialState.PRUNED
-            self.study.tell(number, state=state)
+            self._tell(number, state=TrialState.FAIL if group["failed"] == self.repeats else TrialState.PRUNED)
             return
         with warnings.catch_warnings():  # a single-task configuration has all-NaN objectives
             warnings.simplefilter("ignore", RuntimeWarning)
             means = np.nanmean(scores, axis=0)
+        self._tell(number, values=means.tolist())
+
+    def _tell(self, number: int, *, values=None, state=None) -> None:
+        """``study.tell``; the trial is stored whatever the sampler does afterwards. Optuna's grid
+        sampler calls ``study.stop()`` after the last point, which works only inside
+        ``study.optimize``: here Tune's ``num_samples`` ends the sweep, so that stop is not needed."""
         try:
-            self.study.tell(number, means.tolist())
+            self.study.tell(number, values, state=state)
+        except RuntimeError as exc:
+            if "Study.stop" not in str(exc):
+                raise
         except ValueError as exc:  # e.g. a NaN objective: Optuna records the trial as failed
             log.warning("configuration %d: %s", number, exc)
 
