@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: study test test-fast bench venv clean
+.PHONY: study test test-fast bench docs venv clean
 
 venv: $(STAMP)
 
@@ -30,5 +30,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks $(ARGS)
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

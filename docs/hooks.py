@@ -10,7 +10,7 @@ A page asks for a section with a marker on a line of its own, ``<!-- generated: 
 * ``refused``: every refused input of ``tests/test_inputs.py`` with the message it gets, obtained
   by building the plan of each case (nothing runs; a case takes a fraction of a second).
 
-The notebook ``notebooks/pareto_fronts.ipynb`` is added to the site as ``notebook.ipynb``
+The notebook page is ``docs/notebook.ipynb``, a symbolic link to ``notebooks/pareto_fronts.ipynb``
 (rendered by mkdocs-jupyter, not executed at build time).
 """
 from __future__ import annotations
@@ -23,25 +23,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 MARKER = re.compile(r"^<!-- generated: (\w+)(?: (\S+))? -->$", re.M)
 
 
-def on_files(files, config):
-    from mkdocs.structure.files import File
-
-    files.append(File("notebook.ipynb", src_dir=str(ROOT / "notebooks"), dest_dir=config["site_dir"],
-                      use_directory_urls=config["use_directory_urls"]))
-    return files
-
-
-def on_page_read_source(page, config):
-    if page.file.src_uri == "notebook.ipynb":
-        return (ROOT / "notebooks" / "pareto_fronts.ipynb").read_text()
-    return None
-
-
 def on_page_markdown(markdown, page, config, files):
+    if str(ROOT) not in sys.path:  # MkDocs restores sys.path after loading a hook: set it here
+        sys.path.insert(0, str(ROOT))
     return MARKER.sub(lambda m: GENERATORS[m.group(1)](m.group(2)), markdown)
 
 
@@ -106,6 +93,7 @@ def docstring(module: str) -> str:
             else:
                 out.append(line[4:])
                 continue
+        line = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", line).replace("``", "`")
         if line.rstrip().endswith("::"):
             out += [line.rstrip()[:-1].rstrip(":") + ":", "", "```yaml"]
             block = []
@@ -113,9 +101,7 @@ def docstring(module: str) -> str:
         out.append(line)
     if block is not None:
         out.append("```")
-    md = "\n".join(out)
-    md = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", md)
-    return md.replace("``", "`") + "\n"
+    return "\n".join(out) + "\n"
 
 
 def refused(_=None) -> str:

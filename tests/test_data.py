@@ -1,7 +1,6 @@
 """Data: synthetic cohort, MIMIC builder, preprocessing, cached features, input pipeline."""
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -264,12 +263,6 @@ def test_mimic_bad_inputs_name_the_file(tmp_path):
     triage.unlink()
     with pytest.raises(MimicError, match="triage.csv.gz: file not found"):
         build(cxr, ed, tmp_path / "out")
-
-
-def test_readme_cohort_table_is_the_schema():
-    from data.schema import markdown_table
-
-    assert markdown_table() in (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 def test_cohort_validation_names_the_column(tmp_path, tiny_cohort):

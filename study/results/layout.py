@@ -36,3 +36,4 @@ CONTRACT_COLUMNS = (["trial_id", "config_id", "repeat", "seed", "status", "error
 EPOCH_COLUMNS = ["trial_id", "epoch", *TRAIN_LOSSES, *VAL_LOSSES, "val_monitor", "lr",
                  *(f"weight_{t}" for t in TASKS), "seconds"]
 FINAL_STATUSES = ("TERMINATED", "ERROR", "STOPPED")  # a trial with one of these owes nothing
+FINAL_RECORDS = (RESULT, ERROR, STOPPED)
