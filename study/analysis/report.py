@@ -140,103 +140,142 @@ def render(experiment_dir: str | Path, objectives: dict | None = None, *,
     configuration table with its front, when the caller has just written it."""
     experiment_dir = Path(experiment_dir)
     tables = load(experiment_dir)
-    trials, epochs, predictions = tables["trials"], tables["epochs"], tables["predictions"]
     own = A.study_objectives(experiment_dir)
     objectives = objectives or own
     if configs is None:  # the study's own front is the one recorded; another one is only shown
-        configs = (A.write_front(experiment_dir, trials, objectives) if objectives == own
-                   else A.configs_with_front(trials, objectives))
+        configs = (A.write_front(experiment_dir, tables["trials"], objectives) if objectives == own
+                   else A.configs_with_front(tables["trials"], objectives))
     try:
         space = _space(experiment_dir)
     except (FileNotFoundError, KeyError):
         space = None
+    found = analyse(tables, configs, objectives, space)
+    for name in ("methods", "comparison"):
+        if found[name] is not None:
+            found[name].to_csv(experiment_dir / f"{name}.csv", index=False)
+    (experiment_dir / "plots").mkdir(exist_ok=True)
+    out = draw(found, objectives, experiment_dir / "plots")
+    (experiment_dir / "summary.md").write_text(summary(experiment_dir.name, found, objectives, out, experiment_dir))
+    out["summary"] = experiment_dir / "summary.md"
+    return out
 
-    plots = experiment_dir / "plots"
-    plots.mkdir(exist_ok=True)
+
+def analyse(tables: dict, configs: pd.DataFrame, objectives: dict, space) -> dict:
+    """Everything the report shows, computed once from the tables (no file written)."""
+    trials, epochs, predictions = tables["trials"], tables["epochs"], tables["predictions"]
     done_configs = A.finished(configs)
-    out = {"pareto": P.pareto_scatter(done_configs, objectives, plots / "pareto.png")}
-    if {"param_alpha", "param_beta", "param_gamma"} <= set(done_configs) and done_configs["param_alpha"].notna().any():
-        out["simplex"] = P.weight_simplex(done_configs, objectives, plots / "weight_simplex.png")
     config_of = dict(zip(trials["trial_id"], A.config_key(trials)))
-    curves = A.gap_curves(epochs).assign(config_id=lambda d: d["trial_id"].map(config_of))
-    overfit = A.overfitting_table(epochs, trials)
-    out["learning_curves"] = P.learning_curves(curves, chosen_configs(configs, objectives),
-                                               plots / "learning_curves.png")
     names = (dict(zip(A.config_key(trials), trials["param_config"].astype(str)))
              if "param_config" in trials and trials["param_config"].notna().any() else {})
     done_trials = A.finished(trials)
     setting_of = dict(zip(A.config_key(done_trials), A.task_setting(done_trials)))
     stl = [cid for cid, setting in setting_of.items() if setting.startswith("STL")]
+    stl_labels = {}
     if stl:  # each single-task configuration beside the best multi-task one
         mtl_best = chosen_configs(done_configs[done_configs["config_id"].map(setting_of) == "MTL"], objectives)
-        labels = {cid: names.get(cid, f"{setting_of[cid]} {cid}") for cid in stl}
-        labels.update({cid: names.get(cid, f"MTL ({why})") for cid, why in list(mtl_best.items())[:1]})
-        out["stl_vs_mtl_curves"] = P.learning_curves(curves, labels, plots / "stl_vs_mtl_curves.png")
-    stl_mtl = A.stl_vs_mtl_overfitting(overfit)
-    out["stl_vs_mtl_overfitting"] = P.stl_mtl_overfitting(overfit, plots / "stl_vs_mtl_overfitting.png")
+        stl_labels = {cid: names.get(cid, f"{setting_of[cid]} {cid}") for cid in stl}
+        stl_labels.update({cid: names.get(cid, f"MTL ({why})") for cid, why in list(mtl_best.items())[:1]})
     hv = A.hypervolume_summary(trials, objectives)
-    history = A.hypervolume_history(trials, objectives, np.array(list(hv["bounds"].values())))
-    out["hypervolume"] = P.hypervolume_curve(history, hv, plots / "hypervolume.png")
     methods = A.method_comparison(trials, objectives)
-    if len(methods) > 1:
-        out["methods"] = P.methods_on_front(A.beyond_reference(done_configs, objectives), objectives,
-                                            plots / "methods_on_front.png")
-        methods.to_csv(experiment_dir / "methods.csv", index=False)
-    importance = (A.parameter_importance(trials, space) if space is not None
-                  else pd.DataFrame(columns=["objective", "param", "importance"]))
-    out["importance"] = P.importance_bars(importance, plots / "importance.png")
-
     baseline = space.baseline if space is not None else None
-    comparison = (A.compare_to_baseline(trials, predictions, baseline=baseline)
-                  if baseline and "param_config" in trials else None)
-    if comparison is not None:
-        comparison.to_csv(experiment_dir / "comparison.csv", index=False)
+    overfit = A.overfitting_table(epochs, trials)
+    return {
+        "trials": trials, "configs": configs, "done_configs": done_configs, "hv": hv,
+        "history": A.hypervolume_history(trials, objectives, np.array(list(hv["bounds"].values()))),
+        "curves": A.gap_curves(epochs).assign(config_id=lambda d: d["trial_id"].map(config_of)),
+        "chosen": chosen_configs(configs, objectives), "stl_labels": stl_labels,
+        "overfit": overfit, "stl_mtl": A.stl_vs_mtl_overfitting(overfit),
+        "methods": methods if len(methods) > 1 else None,
+        "importance": (A.parameter_importance(trials, space) if space is not None
+                       else pd.DataFrame(columns=["objective", "param", "importance"])),
+        "baseline": baseline,
+        "comparison": (A.compare_to_baseline(trials, predictions, baseline=baseline)
+                       if baseline and "param_config" in trials else None),
+    }
+
+
+def draw(found: dict, objectives: dict, plots: Path) -> dict[str, Path]:
+    """The plots of :func:`analyse`'s results, one file each."""
+    done = found["done_configs"]
+    out = {"pareto": P.pareto_scatter(done, objectives, plots / "pareto.png")}
+    if {"param_alpha", "param_beta", "param_gamma"} <= set(done) and done["param_alpha"].notna().any():
+        out["simplex"] = P.weight_simplex(done, objectives, plots / "weight_simplex.png")
+    out["learning_curves"] = P.learning_curves(found["curves"], found["chosen"], plots / "learning_curves.png")
+    if found["stl_labels"]:
+        out["stl_vs_mtl_curves"] = P.learning_curves(found["curves"], found["stl_labels"],
+                                                     plots / "stl_vs_mtl_curves.png")
+    out["stl_vs_mtl_overfitting"] = P.stl_mtl_overfitting(found["overfit"], plots / "stl_vs_mtl_overfitting.png")
+    out["hypervolume"] = P.hypervolume_curve(found["history"], found["hv"], plots / "hypervolume.png")
+    if found["methods"] is not None:
+        out["methods"] = P.methods_on_front(A.beyond_reference(done, objectives), objectives,
+                                            plots / "methods_on_front.png")
+    out["importance"] = P.importance_bars(found["importance"], plots / "importance.png")
+    return out
+
+
+def summary(name: str, found: dict, objectives: dict, plots: dict, experiment_dir: Path) -> str:
+    """``summary.md``: the front and its hypervolume, then each comparison the study has."""
+    sections = [_front_section(name, found, objectives)]
+    if found["methods"] is not None:
+        sections.append(_methods_section(found["methods"]))
+    if found["comparison"] is not None:
+        sections.append(_comparison_section(found["comparison"], found["baseline"]))
+    sections.append(_overfitting_section(found))
+    sections.append("\n".join(["## Plots\n", *[f"- `{p.relative_to(experiment_dir)}`" for p in plots.values()]]))
+    return "\n".join(sections)
+
+
+def _front_section(name: str, found: dict, objectives: dict) -> str:
+    trials, configs, hv = found["trials"], found["configs"], found["hv"]
     counts = trials["status"].value_counts().to_dict()
     bounds = ", ".join(f"`{m}` {lo:g} to {hi:g} ({hv['bound_sources'][m]})" for m, (lo, hi) in hv["bounds"].items())
-    summary = [
-        f"# Study summary: {experiment_dir.name}\n",
+    interval = (f"(95 % bootstrap interval over seeds {hv['ci_low']:.4f} to {hv['ci_high']:.4f}); "
+                if np.isfinite(hv["ci_low"]) else "(one seed: no interval); ")
+    above = (". The interval lies above the estimate: a front's hypervolume is a maximum over noisy means, "
+             "which resampling seeds tends to raise.\n" if hv["ci_low"] > hv["hypervolume"] else ".\n")
+    return "\n".join([
+        f"# Study summary: {name}\n",
         f"{len(configs)} configurations, {len(trials)} trained models ({counts}); objectives: "
         + ", ".join(f"`{m}` ({d})" for m, d in objectives.items()) + ". Every number below is a mean "
         "over a configuration's seeds with its 95 % Student-t interval; one seed gives no interval.\n",
-        f"Hypervolume of the front of configuration means: **{hv['hypervolume']:.4f}** "
-        + (f"(95 % bootstrap interval over seeds {hv['ci_low']:.4f} to {hv['ci_high']:.4f}); "
-           if np.isfinite(hv["ci_low"]) else "(one seed: no interval); ") + "bounds, worst to "
-        f"best: {bounds}; reference point at the worst bound, so 1 is the whole box"
-        + (". The interval lies above the estimate: a front's hypervolume is a maximum over noisy means, "
-           "which resampling seeds tends to raise.\n" if hv["ci_low"] > hv["hypervolume"] else ".\n"),
+        f"Hypervolume of the front of configuration means: **{hv['hypervolume']:.4f}** {interval}bounds, "
+        f"worst to best: {bounds}; reference point at the worst bound, so 1 is the whole box{above}",
         "## Pareto front of configuration means\n",
         "P(on front): share of bootstrap resamples of each configuration's seeds in which it is "
         "Pareto-optimal; well below 1 means its place on the front is within the noise of seeds.\n",
-        _markdown(front_table(configs, objectives)),
-    ]
-    if len(methods) > 1:
-        summary += ["## Weighting methods against tuned static weights\n",
-                    "Every model is trained with the same budget. Two questions per method with k "
-                    "configurations. *At equal budget*: the hypervolume of its configuration means against "
-                    "what a static search of k configurations reaches (mean over every k of the static "
-                    "configurations). *Against tuned static weights*: what its configurations add beyond "
-                    "the front of all static configurations, hv(static + method) - hv(static), against what "
-                    "k more static configurations add (mean over k of them, beyond the front of the "
-                    "others): any extra configurations add some volume, so only the difference speaks. "
-                    "Intervals: 95 %, one bootstrap over each configuration's seeds, paired across "
-                    "methods. Plot: `plots/methods_on_front.png`; all columns in `methods.csv`.\n",
-                    methods_answer(methods), "", _markdown(methods_table(methods), ".4f")]
-    if comparison is not None:
-        summary += [f"## {', '.join(g for g in dict.fromkeys(comparison['group']))} against {baseline}\n",
-                    "Recipes compared on the test split: a paired hierarchical bootstrap resamples test "
-                    "samples (the same for both sides) and each side's seeds; p-values are Holm-adjusted "
-                    "over the whole table; `p_seed` is a Welch t-test over per-seed values (three seeds "
-                    "or more a side). BLEU is corpus-level on every resample.\n",
-                    *comparison_sentences(comparison), "",
-                    _markdown(comparison.drop(columns=["baseline", "samples"]), ".3g")]
-    summary += [
+        _markdown(front_table(configs, objectives))])
+
+
+def _methods_section(methods: pd.DataFrame) -> str:
+    return "\n".join([
+        "## Weighting methods against tuned static weights\n",
+        "Every model is trained with the same budget. Two questions per method with k "
+        "configurations. *At equal budget*: the hypervolume of its configuration means against "
+        "what a static search of k configurations reaches (mean over every k of the static "
+        "configurations). *Against tuned static weights*: what its configurations add beyond "
+        "the front of all static configurations, hv(static + method) - hv(static), against what "
+        "k more static configurations add (mean over k of them, beyond the front of the "
+        "others): any extra configurations add some volume, so only the difference speaks. "
+        "Intervals: 95 %, one bootstrap over each configuration's seeds, paired across "
+        "methods. Plot: `plots/methods_on_front.png`; all columns in `methods.csv`.\n",
+        methods_answer(methods), "", _markdown(methods_table(methods), ".4f")])
+
+
+def _comparison_section(comparison: pd.DataFrame, baseline: str) -> str:
+    return "\n".join([
+        f"## {', '.join(g for g in dict.fromkeys(comparison['group']))} against {baseline}\n",
+        "Recipes compared on the test split: a paired hierarchical bootstrap resamples test "
+        "samples (the same for both sides) and each side's seeds; p-values are Holm-adjusted "
+        "over the whole table; `p_seed` is a Welch t-test over per-seed values (three seeds "
+        "or more a side). BLEU is corpus-level on every resample.\n",
+        *comparison_sentences(comparison), "",
+        _markdown(comparison.drop(columns=["baseline", "samples"]), ".3g")])
+
+
+def _overfitting_section(found: dict) -> str:
+    return "\n".join([
         f"## Overfitting (tolerance {A.OVERFIT_TOLERANCE:.0%} above the minimum)\n",
         "Per task, over runs (seeds): how many overfit, when the validation loss was lowest, the onset "
         "among runs that overfit, the minimum reached, and Welch p-values of MTL vs STL.\n",
-        _markdown(stl_mtl, ".3g"),
-        "### Per trial and task\n", _markdown(overfit),
-        "## Plots\n", *[f"- `{p.relative_to(experiment_dir)}`" for p in out.values()],
-    ]
-    (experiment_dir / "summary.md").write_text("\n".join(summary))
-    out["summary"] = experiment_dir / "summary.md"
-    return out
+        _markdown(found["stl_mtl"], ".3g"),
+        "### Per trial and task\n", _markdown(found["overfit"])])
