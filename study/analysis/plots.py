@@ -125,6 +125,11 @@ def weight_simplex(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
 
 
 def learning_curves(curves: pd.DataFrame, labels: dict, path: Path) -> Path:
+    """:func:`learning_curves_figure`, saved to ``path``."""
+    return _save(learning_curves_figure(curves, labels), path)
+
+
+def learning_curves_figure(curves: pd.DataFrame, labels: dict):
     """Train (dashed) and validation (solid) loss per task for chosen configurations: the mean over
     their seeds with a band of +-1 standard deviation. ``curves`` is :func:`study.analysis.gap_curves`
     with a ``config_id`` column; ``labels`` maps config ids to legend labels."""
@@ -145,7 +150,7 @@ def learning_curves(curves: pd.DataFrame, labels: dict, path: Path) -> Path:
         ax.legend(fontsize=8)
     seeds = int(chosen.groupby("config_id")["trial_id"].nunique().max()) if len(chosen) else 0
     fig.suptitle(f"Learning curves: mean over up to {seeds} seeds, band = +-1 sd")
-    return _save(fig, path)
+    return fig
 
 
 def hypervolume_curve(history: pd.DataFrame, summary: dict, path: Path) -> Path:
