@@ -466,3 +466,21 @@ def test_the_notebook_finds_a_relative_experiment_or_says_where_it_looked(experi
         resolve_experiment("nowhere", results=tmp_path)
     with pytest.raises(FileNotFoundError, match="no experiment under"):
         resolve_experiment(None, results=tmp_path / "empty")
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([0.9], (0.9, np.nan, np.nan)),                                    # one seed: no interval
+    ([0.95, 1.0], (0.975, 0.975 - 12.706 * 0.025, 1.0)),               # t(1) = 12.706: clipped at 1
+    ([0.1, 0.2, 0.3, 0.4, 0.5], (0.3, 0.3 - 2.776 * np.sqrt(0.025 / 5), 0.3 + 2.776 * np.sqrt(0.025 / 5))),
+])
+def test_intervals_never_leave_the_metric_s_range(values, expected):
+    """Hand-made tables of one, two and five seeds of an F1: the mean, and the Student-t
+    interval clipped to 0..1 (t values from tables: 12.706 for 1 and 2.776 for 4 degrees of
+    freedom; sd of 0.1..0.5 is sqrt(0.025))."""
+    trials = pd.DataFrame({"trial_id": [f"t{i}" for i in range(len(values))], "config_id": "c", "status": "TERMINATED",
+                           "val_ml_f1": values, "val_oc_mae": [0.1] * len(values), "finished_at": 1.0})
+    row = A.config_table(trials).iloc[0]
+    got = (row["val_ml_f1_mean"], row["val_ml_f1_ci_low"], row["val_ml_f1_ci_high"])
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    if len(values) > 1:  # a constant MAE: interval of zero width, never below the range's 0
+        assert row["val_oc_mae_ci_low"] >= 0.0

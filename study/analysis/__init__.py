@@ -6,11 +6,11 @@ importance. Plots (:mod:`.plots`) draw only what these functions return, and the
 
 The functions below are re-exported here, so ``from study import analysis as A`` reaches them all.
 """
-from .configs import (config_key, config_table, configs_with_front, mean_objectives, metric_columns,
+from .configs import (clip_to_range, config_key, config_table, configs_with_front, mean_objectives, metric_columns,
                       pareto_probability, study_objectives, write_front)
 from .fronts import (crowding_distance, finished, nondominated_ranks, pareto_front, pareto_mask,
                      promotion_order, with_pareto_column)
-from .hypervolume import (NATURAL_RANGES, REFERENCE, fixed_hypervolume, hypervolume_history,
+from .hypervolume import (REFERENCE, fixed_hypervolume, hypervolume_history,
                           hypervolume_summary, normalise, objective_bounds)
 from .importance import parameter_importance
 from .methods import beyond_reference, method_comparison, weighting_of

@@ -17,6 +17,8 @@ from study.results.files import write_parquet_atomic
 from study.results.layout import CONFIGS, STUDY, TRIALS
 
 from .fronts import finished, pareto_mask, with_pareto_column
+from study.evaluation.names import NATURAL_RANGES
+
 from .significance import mean_interval
 
 
@@ -35,7 +37,8 @@ def metric_columns(trials: pd.DataFrame) -> list[str]:
 def config_table(trials: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
     """One row per configuration: its parameters, how many repeats finished, and for every
     ``val_*``/``test_*`` metric the mean, standard deviation and Student-t confidence interval
-    over its finished seeds (``<metric>_mean``, ``_std``, ``_ci_low``, ``_ci_high``).
+    over its finished seeds (``<metric>_mean``, ``_std``, ``_ci_low``, ``_ci_high``), clipped to
+    the metric's range (:func:`clip_to_range`); one seed gives no interval.
     ``status`` is ``TERMINATED`` when at least one repeat finished. ``finished_at`` is when its
     last trial ended (the order in which the search completed configurations)."""
     if trials.empty:
@@ -52,9 +55,21 @@ def config_table(trials: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFr
                **{p: group[p].iloc[0] for p in params}}
         for m in metrics:
             mean, sd, low, high = mean_interval(done[m].to_numpy(float), confidence)
+            low, high = clip_to_range(m, low, high)
             row.update({f"{m}_mean": mean, f"{m}_std": sd, f"{m}_ci_low": low, f"{m}_ci_high": high})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def clip_to_range(metric: str, low: float, high: float) -> tuple[float, float]:
+    """An interval's ends clipped to the range the metric can take (``NATURAL_RANGES``): a
+    Student-t interval from few seeds can reach past 1 for an F1 or below 0 for an accuracy,
+    which no model can score. A metric without a known range is left as it is."""
+    bare = metric.split("_", 1)[1] if metric.startswith(("val_", "test_")) else metric
+    if bare not in NATURAL_RANGES or low != low:
+        return low, high
+    lo, hi = sorted(NATURAL_RANGES[bare])
+    return max(low, lo), min(high, hi)
 
 
 def mean_objectives(objectives: dict[str, str]) -> dict[str, str]:

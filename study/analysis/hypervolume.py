@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from study.evaluation.names import NATURAL_RANGES
+
 from .configs import _seed_values, config_table, mean_objectives
 from .fronts import finished
 
@@ -55,17 +57,6 @@ def hypervolume(values: np.ndarray, directions, *, bounds=None, reference: float
     norm = norm[~np.isnan(norm).any(axis=1)]
     return _hv_min(norm, np.full(norm.shape[1], reference)) if len(norm) else 0.0
 
-# (worst, best) each metric can reach, whatever the study: bounds that make hypervolumes of
-# different studies comparable. Metrics not listed fall back to observed bounds (said so).
-NATURAL_RANGES = {
-    **{m: (0.0, 1.0) for m in ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco",
-                               "bertscore_f1", "ce_precision", "ce_recall", "ce_f1", "oc_accuracy",
-                               "ml_precision", "ml_recall", "ml_f1", "ml_exact_match")},
-    "oc_acc_corr": (-0.5, 1.0),    # (accuracy + Spearman rho) / 2
-    "oc_mae": (4.0, 0.0),          # acuity levels 1..5
-    "oc_mse": (16.0, 0.0),
-    "ml_hamming": (1.0, 0.0),
-}
 
 
 def objective_bounds(objectives: dict[str, str], values: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:

@@ -60,7 +60,7 @@ def _interval(row, metric: str) -> str:
     mean, low, high = row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
     if pd.isna(mean):
         return ""
-    return f"{mean:.3f}" + (f" [{low:.3f}, {high:.3f}]" if pd.notna(low) else "")
+    return f"{mean:.3f}" + (f" [{low:.3f}, {high:.3f}]" if pd.notna(low) else " (one seed: no interval)")
 
 
 def front_table(configs: pd.DataFrame, objectives: dict) -> pd.DataFrame:
@@ -237,7 +237,8 @@ def _front_section(name: str, found: dict, objectives: dict) -> str:
         f"# Study summary: {name}\n",
         f"{len(configs)} configurations, {len(trials)} trained models ({counts}); objectives: "
         + ", ".join(f"`{m}` ({d})" for m, d in objectives.items()) + ". Every number below is a mean "
-        "over a configuration's seeds with its 95 % Student-t interval; one seed gives no interval.\n",
+        "over a configuration's seeds with its 95 % Student-t interval, clipped to the metric's range "
+        "(an F1 or an accuracy never leaves 0 to 1); one seed gives no interval.\n",
         f"Hypervolume of the front of configuration means: **{hv['hypervolume']:.4f}** {interval}bounds, "
         f"worst to best: {bounds}; reference point at the worst bound, so 1 is the whole box{above}",
         "## Pareto front of configuration means\n",

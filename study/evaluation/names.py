@@ -23,3 +23,16 @@ def task_of_metric(name: str) -> str | None:
     """The task a metric (``rouge_l``, ``val_oc_mae``, ...) needs; None for an unknown name."""
     bare = name.split("_", 1)[1] if name.startswith(("val_", "test_")) else name
     return next((task for task, names in TASK_METRICS.items() if bare in names), None)
+
+
+# (worst, best) each metric can reach, whatever the study: bounds that make hypervolumes of
+# different studies comparable, and that no interval may leave. Metrics not listed have none.
+NATURAL_RANGES = {
+    **{m: (0.0, 1.0) for m in ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco",
+                               "bertscore_f1", "ce_precision", "ce_recall", "ce_f1", "oc_accuracy",
+                               "ml_precision", "ml_recall", "ml_f1", "ml_exact_match")},
+    "oc_acc_corr": (-0.5, 1.0),    # (accuracy + Spearman rho) / 2
+    "oc_mae": (4.0, 0.0),          # acuity levels 1..5
+    "oc_mse": (16.0, 0.0),
+    "ml_hamming": (1.0, 0.0),
+}
