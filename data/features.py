@@ -40,6 +40,7 @@ RANDOM_WEIGHTS_WARNING = ("image encoder has RANDOM weights: ImageNet weights we
 
 
 EXTRACTION_LOG = "extractions.jsonl"
+RESOLVED = "resolved.json"  # weights asked for -> weights loaded, when they differed (offline fallback)
 
 
 class ImageError(ValueError):
@@ -174,10 +175,19 @@ def extract_features(image_paths, train_mask, spec: EncoderSpec, cache_root: str
     if (directory / "meta.json").exists():
         log.info("feature cache hit: %s", directory)
         return FeatureCache(directory, json.loads((directory / "meta.json").read_text()))
+    resolved = _resolutions(cache_root).get(directory.name)
+    if resolved and not _imagenet_weights_on_disk(spec):  # offline as last time: no encoder, no download try
+        known = Path(cache_root) / resolved["fingerprint"]
+        if (known / "meta.json").exists():
+            log.info("feature cache hit (%s weights, as recorded): %s", resolved["weights_used"], known)
+            return FeatureCache(known, {**json.loads((known / "meta.json").read_text()), "warning": resolved["warning"]})
 
     model, preprocess, weights_used, warning = build_encoder(spec)
     if weights_used != requested_weights(spec):  # ImageNet unavailable: keyed by the fallback
+        asked = directory.name
         directory = Path(cache_root) / fingerprint(images, spec, weights_used)
+        _record_resolution(cache_root, asked, {"fingerprint": directory.name, "weights_used": weights_used,
+                                               "warning": warning})
         if (directory / "meta.json").exists():
             log.info("feature cache hit (%s weights): %s", weights_used, directory)
             return FeatureCache(directory, {**json.loads((directory / "meta.json").read_text()),
@@ -240,6 +250,29 @@ def extract_features(image_paths, train_mask, spec: EncoderSpec, cache_root: str
     raw_path.unlink()
     progress_path.unlink()
     return FeatureCache(directory, meta)
+
+
+def _resolutions(cache_root: str | Path) -> dict:
+    """What earlier runs loaded when they could not load what they asked for (fingerprint of the
+    request -> fingerprint, weights and warning of what was loaded)."""
+    path = Path(cache_root) / RESOLVED
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _record_resolution(cache_root: str | Path, asked: str, loaded: dict) -> None:
+    path = Path(cache_root) / RESOLVED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**_resolutions(cache_root), asked: loaded}, indent=1))
+    tmp.replace(path)
+
+
+def _imagenet_weights_on_disk(spec: EncoderSpec) -> bool:
+    """Whether Keras now holds ImageNet weights for ``spec``'s encoder in its cache
+    (``$KERAS_HOME/models``, by default ``~/.keras/models``): then a recorded fallback to random
+    weights is no longer the answer, and the encoder is built again."""
+    models = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    return spec.weights == "imagenet" and any(models.glob(f"{spec.name.lower()}*"))
 
 
 def extraction_log(cache_root: str | Path) -> list[dict]:

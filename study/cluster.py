@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from study.spec.flags import python_command
 from study.sweep.twin import CLUSTER_YAML, down, remove_node, up
 
 
@@ -36,9 +37,9 @@ def main(argv=None) -> None:
     if args.command == "up":
         state = up(Path(args.directory), Path(args.config))
         print(f"local cluster up at {state['address']} (node types of {state['source']})\n"
-              f"run a study on it:\n  RAY_AUTH_MODE=token python study/run.py --address {state['address']} "
+              f"run a study on it:\n  RAY_AUTH_MODE=token {python_command()} study/run.py --address {state['address']} "
               f"--cluster-config {state['autoscaler_config']} --workers-per-trial 2 --gpus-per-worker 1\n"
-              f"end it:\n  python -m study.cluster down {args.directory}")
+              f"end it:\n  {python_command()} -m study.cluster down {args.directory}")
     elif args.command == "kill-node":
         print(f"killed node {args.node_id}: {remove_node(Path(args.directory), args.node_id)} process(es)")
     else:

@@ -337,9 +337,15 @@ def test_random_fallback_is_never_cached_as_imagenet(tmp_path, tiny_cohort, monk
     imagenet_key = features_mod.fingerprint(images, EncoderSpec(image_size=32), "imagenet")
     assert imagenet_key != offline.directory.name and not (tmp_path / imagenet_key).exists()
     again = extract_features(df["image_path"], df["split"] == "train", EncoderSpec(image_size=32),
-                             tmp_path, progress=False)  # offline again: builds, then reuses
+                             tmp_path, progress=False)  # offline again: the recorded fallback, no encoder
     assert again.directory == offline.directory and len(extraction_log(tmp_path)) == 1
-    assert "RANDOM" in again.meta["warning"] and len(calls) == 2
+    assert "RANDOM" in again.meta["warning"] and len(calls) == 1
+    keras_home = tmp_path / "keras-home"  # ImageNet weights arrive in Keras's cache: asked for again
+    (keras_home / "models").mkdir(parents=True)
+    (keras_home / "models" / "efficientnetb0_notop.h5").write_bytes(b"weights")
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    extract_features(df["image_path"], df["split"] == "train", EncoderSpec(image_size=32), tmp_path, progress=False)
+    assert len(calls) == 2
 
 
 def test_prepared_key_follows_the_preprocessing_rules(tiny_cohort, tiny_dataset, monkeypatch):

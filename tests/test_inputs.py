@@ -120,7 +120,7 @@ CASES = [
          r"^--resume: --search-space 'paper' differs from the study's 'smoke'"),
     Case("resume with other epochs", ["--name", "prior", "--resume", "--max-epochs", "9"],
          r"^--resume: --max-epochs 9 differs from the study's 1"),
-    Case("a second study under one name", ["--name", "prior"], r"prior already holds a study\. Continue it with: python study/run.py"),
+    Case("a second study under one name", ["--name", "prior"], r"prior already holds a study\. Continue it with: \S*python study/run.py --storage \S+ --name prior --resume"),
     # ---- where things go and come from
     Case("storage is not a directory", ["--storage", "{file}/sub"], r"^--storage .*/sub: cannot write there \(.* is not a directory\)", file="x"),
     Case("cache-dir is not a directory", ["--cache-dir", "{file}/sub"], r"^--cache-dir .*/sub: cannot write there", file="x"),

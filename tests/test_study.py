@@ -377,7 +377,7 @@ def test_trials_with_two_ray_train_workers(tmp_path):
     trials = pd.read_parquet(exp / "trials.parquet")
     assert len(trials) == 2 and (trials["status"] == "TERMINATED").all()
     assert trials["val_rouge_l"].notna().all()  # evaluated and reported
-    assert len(list((exp / "ray_train").glob("train-*"))) == 2, "each trial ran through Ray Train"
+    assert len(list((exp / "ray" / "train").glob("train-*"))) == 2, "each trial ran through Ray Train"
     for trial_dir in (exp / "trials").glob("*"):
         assert sorted(p.name for p in (trial_dir / "workers").glob("*.json")) == ["rank-0.json", "rank-1.json"]
 
@@ -404,10 +404,16 @@ def test_sigkill_then_resume_runs_every_trial_exactly_once(tmp_path):
     before = _finished(exp)
     assert 1 <= len(before) < 4
     mtimes = {t: (exp / "trials" / t / "result.json").stat().st_mtime for t in before}
-    # exactly the resume command the tool prints: the settings come from study.json
-    subprocess.run([sys.executable, str(ROOT / "study" / "run.py"), "--storage", str(tmp_path),
-                    "--name", "k", "--resume"], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    # exactly the resume command the tool prints, pasted in the project's directory: the settings
+    # come from study.json
+    import shlex
+
+    from study.spec.flags import resume_command
+
+    hint = resume_command(parse_args(["--storage", str(tmp_path), "--name", "k", "--resume"]))
+    assert hint.startswith(".venv/bin/python study/run.py ") or hint.startswith(f"{sys.executable} study/run.py ")
+    subprocess.run(shlex.split(hint), cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=600)
     trials = consolidate(exp)
     assert len(trials) == 4 and trials["trial_id"].is_unique
     assert (trials["status"] == "TERMINATED").all()

@@ -21,6 +21,7 @@ OPTUNA_DB = "optuna.db"  # the searcher's Optuna study, beside the tables
 REPORT_FILES = ("summary.md", "comparison.csv", "methods.csv", "plots")
 STUDY_LOG = "study.log"
 TRIALS_DIR = "trials"
+RAY_STATE = "ray"  # Ray Tune's experiment state and Ray Train's runs: machinery, not results
 
 # ---- one trial's directory (trials/<trial_id>/) ----
 RESULT, ERROR, STOPPED = "result.json", "error.json", "stopped.json"  # the final record, one of them

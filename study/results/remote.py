@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from .layout import STUDY, TRIALS_DIR
+from .layout import RAY_STATE, STUDY, TRIALS_DIR
 
 DEFAULT_LOCAL_ROOT = Path(os.environ.get("MTL_STUDY_CACHE", Path.home() / ".cache" / "mtl-study"))
 
@@ -130,13 +130,19 @@ class Location:
         return Path(self.storage).resolve() / self.name
 
     @property
-    def tune_storage(self) -> str:
-        """What Ray Tune gets as ``storage_path`` (it handles URIs itself)."""
+    def storage_root(self) -> str:
+        """The storage as an absolute path or a URI (Ray Tune handles URIs itself)."""
         return self.storage.rstrip("/") if is_uri(self.storage) else str(Path(self.storage).resolve())
 
     @property
     def experiment_uri(self) -> str:
-        return f"{self.tune_storage}/{self.name}"
+        return f"{self.storage_root}/{self.name}"
+
+    @property
+    def ray_state_uri(self) -> str:
+        """Where Ray keeps its own state of the sweep: one subfolder of the experiment, so the
+        user's results sit at the top without Tune's and Train's files among them."""
+        return f"{self.experiment_uri}/{RAY_STATE}"
 
     def push(self, *rels: str) -> None:
         if self.remote:

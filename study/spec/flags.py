@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -174,5 +175,17 @@ def parse_settings(items: list[str]) -> dict:
     return out
 
 
+def python_command() -> str:
+    """This interpreter as a user types it in the project's directory: ``.venv/bin/python`` for
+    the project's environment (what ``make`` creates), else its full path. A bare ``python``
+    outside the environment would fail with ``ModuleNotFoundError``."""
+    executable = Path(sys.executable)
+    try:
+        return str(executable.relative_to(Path(__file__).resolve().parents[2]))
+    except ValueError:
+        return str(executable)
+
+
 def resume_command(args) -> str:
-    return f"python study/run.py --storage {args.storage} --name {args.name} --resume"
+    """The command that continues the study, as the user can paste it in the project's directory."""
+    return f"{python_command()} study/run.py --storage {args.storage} --name {args.name} --resume"

@@ -21,7 +21,7 @@ from study.results.files import write_json_atomic
 from study.results.layout import FINAL_STATUSES, OPTUNA_DB, RECORD_TABLES, REPORT_FILES, STUDY, STUDY_LOG
 from study.results.remote import bundle_dataset
 from study.results.tables import consolidate
-from study.spec.flags import resume_command
+from study.spec.flags import python_command, resume_command
 from study.spec.plan import StudyPlan, check_storage_reach
 from study.spec.resources import plan_resources
 
@@ -68,11 +68,11 @@ def execute(plan: StudyPlan) -> tuple[Path, int]:
     trials = None
     watch = NodeWatch(plan.shape)
     try:
-        if args.resume and study_tune.tune.Tuner.can_restore(location.experiment_uri):
-            tuner = study_tune.restore_tuner(context, resources, location.experiment_uri)
+        if args.resume and study_tune.tune.Tuner.can_restore(location.ray_state_uri):
+            tuner = study_tune.restore_tuner(context, resources, location.ray_state_uri)
         else:
             tuner = study_tune.build_tuner(context, resources, num_configs=plan.num_configs, repeats=space.repeats,
-                                           name=args.name, storage=location.tune_storage, asha=args.asha,
+                                           name=args.name, storage=location.experiment_uri, asha=args.asha,
                                            verbose=args.verbose)
         with watch:
             tuner.fit()
@@ -211,7 +211,7 @@ def summarize(location, space, args):
             print(f"\nplots and summary: {experiment_dir / 'plots'}/, {experiment_dir / 'summary.md'}")
         except Exception as exc:  # the results are safe on disk; the report can be redone
             print(f"\ncould not render the report ({type(exc).__name__}: {exc}); "
-                  f"retry with: python -m study.report {experiment_dir}")
+                  f"retry with: {python_command()} -m study.report {experiment_dir}")
     location.push(*RECORD_TABLES, OPTUNA_DB, *REPORT_FILES, STUDY_LOG)
     where = location.experiment_uri if location.remote else experiment_dir
     print(f"\nresults: {where}/trials.parquet, configs.parquet, epochs.parquet, predictions.parquet, study.json")

@@ -20,6 +20,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from study.results.layout import RAY_STATE
 from study.spec.request import StudyContext, TrialRequest
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def trainable(config: dict, context: StudyContext) -> None:
                                      resources_per_worker={"CPU": context.cpus_per_worker,
                                                            **({"GPU": gpus} if gpus else {})}),
         run_config=RunConfig(name=f"train-{trial_id}",  # deterministic: a restarted trial finds it
-                             storage_path=str(Path(context.experiment_dir) / "ray_train"),
+                             storage_path=str(Path(context.experiment_dir) / RAY_STATE / "train"),
                              failure_config=FailureConfig(max_failures=context.max_failures),
                              callbacks=[TuneReportCallback()]))
     trainer.fit()

@@ -10,7 +10,7 @@ import ray
 from ray import tune
 
 from study.results.files import write_json_atomic
-from study.results.layout import OPTUNA_DB, RECORD_TABLES, RESULT, ERROR, STOPPED, TRIALS_DIR
+from study.results.layout import ERROR, OPTUNA_DB, RAY_STATE, RECORD_TABLES, RESULT, STOPPED, TRIALS_DIR
 from study.results.optuna_db import optuna_storage
 from study.results.remote import Remote, pull_records, push_files
 from study.results.tables import consolidate
@@ -80,7 +80,8 @@ class ResultsCallback(tune.Callback):
 
 def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, repeats: int,
                 name: str, storage: str, asha: bool = False, verbose: bool = False):
-    """A new Tuner for the study: ``num_configs`` configurations, each trained ``repeats`` times.
+    """A new Tuner for the study: ``num_configs`` configurations, each trained ``repeats`` times,
+    Tune's own state in ``<storage>/ray/`` (``storage``: the experiment's directory or URI).
     The console shows one line per trial event (:mod:`study.progress`); ``verbose`` adds Ray's table."""
     space = context.space
     search = StudySearch(space, repeats=repeats, seed=context.seed, study_name=name,
@@ -101,7 +102,7 @@ def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, 
                                     reuse_actors=True,
                                     trial_name_creator=lambda t: f"trial_{t.trial_id}",
                                     trial_dirname_creator=lambda t: f"tune_{t.trial_id}"),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=2 if verbose else 0,
+        run_config=tune.RunConfig(name=RAY_STATE, storage_path=storage, verbose=2 if verbose else 0,
                                   progress_reporter=progress_reporter(space, num_samples) if verbose else None,
                                   failure_config=tune.FailureConfig(max_failures=context.max_failures),
                                   # in this order: the progress line reads the records just written
@@ -119,9 +120,10 @@ def progress_reporter(space: SearchSpace, num_samples: int):
 
 
 def restore_tuner(context: StudyContext, plan: ResourcePlan, experiment_dir: str):
-    """Continue an interrupted sweep: finished trials stay, unfinished ones resume, errored ones
-    stay failed (their error is recorded). Only experiment directories owned by the current user
-    are restored, since restoring unpickles them."""
+    """Continue an interrupted sweep from Tune's state in ``experiment_dir`` (the experiment's
+    ``ray/`` folder): finished trials stay, unfinished ones resume, errored ones stay failed
+    (their error is recorded). Only directories owned by the current user are restored, since
+    restoring unpickles them."""
     path = Path(experiment_dir)
     if "://" not in experiment_dir and path.exists() and path.stat().st_uid != os.getuid():
         raise PermissionError(f"{path} belongs to another user; restoring it would unpickle code "

@@ -74,7 +74,7 @@ def up(directory: Path, config_path: Path = CLUSTER_YAML, *, update_interval_s: 
     directory = Path(directory).resolve()
     if (directory / STATE_FILE).exists():
         raise RuntimeError(f"{directory} already holds a local cluster; end it with "
-                           f"python -m study.cluster down {directory}")
+                           f"python -m study.cluster down {directory} (with the project's environment)")
     directory.mkdir(parents=True, exist_ok=True)
     ip = "127.0.0.1"
     port = _free_port()
