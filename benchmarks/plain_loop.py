@@ -29,11 +29,13 @@ def main(argv=None) -> list[dict]:
         raise SystemExit(f"{study_path}: not found; EXPERIMENT_DIR must be a study/run.py experiment")
     study = json.loads(study_path.read_text())
 
-    from study.sweep.driver import prepare_data
+    from study.spec.plan import cohort_dir_of
+    from study.trial.prepare import prepare_data
     from study.spec.request import TrialRequest
     from study.trial.runner import run_trial
 
-    dataset = prepare_data(argparse.Namespace(**study["config"]))
+    args = argparse.Namespace(**study["config"])
+    dataset = prepare_data(args, cohort_dir_of(args))
     objectives = [o["metric"] for o in study["search_space"]["objectives"]]
     recorded = [json.loads(p.read_text()) for p in sorted(a.experiment_dir.glob("trials/*/result.json"))]
     results = []

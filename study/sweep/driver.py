@@ -25,6 +25,8 @@ from study.spec.flags import python_command, resume_command
 from study.spec.plan import StudyPlan, check_storage_reach
 from study.spec.resources import plan_resources
 
+from study.trial.prepare import prepare_data
+
 from . import tuner as study_tune
 from .nodes import NodeWatch, off_this_machine
 
@@ -123,21 +125,6 @@ def setup_logging(experiment_dir: Path, verbose: bool) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-
-
-def prepare_data(args, cohort_dir: Path):
-    """Cohort directory (synthetic generated on first use) -> prepared dataset (cached)."""
-    from data.dataset import prepare
-    from data.features import EncoderSpec
-    from data.synthetic import generate
-
-    if args.data == "synthetic" and not (cohort_dir / "cohort.parquet").exists():
-        print(f"generating the synthetic cohort ({args.n_synthetic} studies, data seed {args.data_seed}) "
-              f"in {cohort_dir}")
-        generate(cohort_dir, n=args.n_synthetic, seed=args.data_seed, image_size=args.image_size)
-    weights = None if args.weights.lower() in ("none", "random") else args.weights
-    print(f"preparing features and encodings for {cohort_dir} (cached after the first run)")
-    return prepare(cohort_dir, cache_dir=args.cache_dir, encoder=EncoderSpec(args.encoder, args.image_size, weights))
 
 
 def package_versions() -> dict:
