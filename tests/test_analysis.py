@@ -484,3 +484,30 @@ def test_intervals_never_leave_the_metric_s_range(values, expected):
     np.testing.assert_allclose(got, expected, atol=2e-3)
     if len(values) > 1:  # a constant MAE: interval of zero width, never below the range's 0
         assert row["val_oc_mae_ci_low"] >= 0.0
+
+
+def test_the_summary_warns_first_and_shows_what_it_has(experiment, tmp_path):
+    """Random encoder weights and the synthetic cohort are said before any number; a study
+    without single-task trials writes no STL-vs-MTL plot and says how many runs overfit; the
+    test split of the front is shown; plots are embedded with a caption."""
+    import shutil
+
+    copy = tmp_path / "mtl-only"
+    shutil.copytree(experiment, copy)
+    trials = pd.read_parquet(copy / "trials.parquet")
+    mtl = trials[trials["param_config"].str.startswith("MTL")]
+    mtl.to_parquet(copy / "trials.parquet")
+    for table in ("epochs", "predictions"):
+        part = pd.read_parquet(copy / f"{table}.parquet")
+        part[part["trial_id"].isin(mtl["trial_id"])].to_parquet(copy / f"{table}.parquet")
+    record = json.loads((copy / "study.json").read_text())
+    record["data"] = {"source": "synthetic", "warning": "image encoder has RANDOM weights: offline"}
+    (copy / "study.json").write_text(json.dumps(record))
+    out = render(copy)
+    summary = (copy / "summary.md").read_text()
+    head = summary.split("## Pareto front")[0]
+    assert "random weights" in head and "Synthetic cohort" in head
+    assert "stl_vs_mtl_overfitting" not in out and not (copy / "plots" / "stl_vs_mtl_overfitting.png").exists()
+    assert "- **oc**: 6 of 6 runs overfit" in summary            # MTL-EQ and MTL-TP, three seeds each
+    assert "### The same configurations on the test split" in summary and "test_ml_f1 (95 % CI)" in summary
+    assert "![pareto](plots/pareto.png)" in summary and (copy / "overfitting.csv").exists()

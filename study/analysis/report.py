@@ -63,13 +63,21 @@ def _interval(row, metric: str) -> str:
     return f"{mean:.3f}" + (f" [{low:.3f}, {high:.3f}]" if pd.notna(low) else " (one seed: no interval)")
 
 
-def front_table(configs: pd.DataFrame, objectives: dict) -> pd.DataFrame:
-    """The front of configuration means, as printed and written to summary.md."""
+# what the console calls a sampled parameter (the paper's a, b, c for the loss weights)
+PARAM_LABELS = {"param_alpha": "a", "param_beta": "b", "param_gamma": "c"}
+
+
+def front_table(configs: pd.DataFrame, objectives: dict, *, split: str = "val") -> pd.DataFrame:
+    """The front of configuration means, as printed and written to summary.md: its parameters in
+    the study's terms (a, b, c), the seeds, each objective's mean with its interval (on ``split``:
+    ``val``, where the front was chosen, or ``test``, recorded and never used for selection)."""
     front = configs[configs["pareto"]] if "pareto" in configs else configs.iloc[:0]
     params = [c for c in configs if c.startswith("param_") and not c.endswith(("_u1", "_u2"))]
-    out = front[["config_id", *params, "repeats_finished"]].rename(columns={"repeats_finished": "seeds"})
+    out = front[["config_id", *params, "repeats_finished"]].rename(
+        columns={"repeats_finished": "seeds", **{c: PARAM_LABELS.get(c, c.removeprefix("param_")) for c in params}})
     for m in objectives:
-        out[f"{m} (95 % CI)"] = [_interval(r, m) for _, r in front.iterrows()]
+        metric = f"{split}_{m.split('_', 1)[1]}"
+        out[f"{metric} (95 % CI)"] = [_interval(r, metric) if f"{metric}_mean" in r else "" for _, r in front.iterrows()]
     p = front.get("p_pareto", pd.Series(dtype=float))
     out["P(on front)"] = p
     out = out.sort_values("P(on front)", ascending=False) if len(out) else out
@@ -150,10 +158,12 @@ def render(experiment_dir: str | Path, objectives: dict | None = None, *,
     except (FileNotFoundError, KeyError):
         space = None
     found = analyse(tables, configs, objectives, space)
-    for name in ("methods", "comparison"):
+    for name in ("methods", "comparison", "overfit"):
         if found[name] is not None:
-            found[name].to_csv(experiment_dir / f"{name}.csv", index=False)
+            found[name].to_csv(experiment_dir / f"{'overfitting' if name == 'overfit' else name}.csv", index=False)
     (experiment_dir / "plots").mkdir(exist_ok=True)
+    for old in (experiment_dir / "plots").glob("*.png"):  # the report's own: a plot with nothing to show now goes
+        old.unlink()
     out = draw(found, objectives, experiment_dir / "plots")
     (experiment_dir / "summary.md").write_text(summary(experiment_dir.name, found, objectives, out, experiment_dir))
     out["summary"] = experiment_dir / "summary.md"
@@ -204,24 +214,66 @@ def draw(found: dict, objectives: dict, plots: Path) -> dict[str, Path]:
     if found["stl_labels"]:
         out["stl_vs_mtl_curves"] = P.learning_curves(found["curves"], found["stl_labels"],
                                                      plots / "stl_vs_mtl_curves.png")
-    out["stl_vs_mtl_overfitting"] = P.stl_mtl_overfitting(found["overfit"], plots / "stl_vs_mtl_overfitting.png")
+    if len(found["stl_mtl"]):
+        out["stl_vs_mtl_overfitting"] = P.stl_mtl_overfitting(found["overfit"], plots / "stl_vs_mtl_overfitting.png")
     out["hypervolume"] = P.hypervolume_curve(found["history"], found["hv"], plots / "hypervolume.png")
     if found["methods"] is not None:
         out["methods"] = P.methods_on_front(A.beyond_reference(done, objectives), objectives,
                                             plots / "methods_on_front.png")
-    out["importance"] = P.importance_bars(found["importance"], plots / "importance.png")
+    if len(found["importance"]):
+        out["importance"] = P.importance_bars(found["importance"], plots / "importance.png")
     return out
 
 
+CAPTIONS = {  # what to look for in each plot
+    "pareto": "Task trade-offs: each point a configuration's mean over seeds with its 95 % interval; "
+              "ringed points are on the front, the colour is P(on front).",
+    "simplex": "Loss weights a, b, c on the simplex, coloured by each objective's mean; ringed points are on the front.",
+    "learning_curves": "Validation (solid) and training (dashed) losses of the best configuration per objective, "
+                       "mean over seeds with a band of one standard deviation.",
+    "stl_vs_mtl_curves": "Each single-task configuration beside the best multi-task one: where validation loss turns up.",
+    "stl_vs_mtl_overfitting": "Epoch of the best validation loss per task, single-task against multi-task runs.",
+    "hypervolume": "How the front's hypervolume grew as configurations completed; the bar at the last step is its "
+                   "95 % bootstrap interval (none from one seed).",
+    "methods": "Each weighting method's configurations on the tuned static front (filled: no static mean dominates it).",
+    "importance": "Which settings matter for each objective (fANOVA on configuration means, as optuna-dashboard).",
+}
+
+
+def warnings_section(experiment_dir: Path, found: dict) -> str:
+    """What changes how every number below reads, said before any of them."""
+    lines = []
+    record = json.loads((experiment_dir / STUDY).read_text()) if (experiment_dir / STUDY).exists() else {}
+    data = record.get("data", {})
+    if data.get("warning"):
+        lines.append(f"- **The image encoder ran on random weights**: {data['warning']}")
+    if data.get("source") == "synthetic":
+        lines.append("- **Synthetic cohort**: the embedded synthetic cohort, built so that no modality gives "
+                     "the answer away; findings describe this tool's setting, not patients.")
+    seeds = int(found["configs"]["repeats_finished"].max()) if len(found["configs"]) else 0
+    if seeds < 2:
+        lines.append("- **One seed per configuration**: no interval and no P(on front) can be given; "
+                     "every difference below may be the luck of a seed (run with --repeats 3).")
+    elif seeds < 3:
+        lines.append("- **Two seeds per configuration**: intervals are wide (a Student-t factor of 12.7), "
+                     "clipped to each metric's range; treat differences as tentative.")
+    return "\n".join(["## Read this first\n", *lines, ""]) if lines else ""
+
+
 def summary(name: str, found: dict, objectives: dict, plots: dict, experiment_dir: Path) -> str:
-    """``summary.md``: the front and its hypervolume, then each comparison the study has."""
+    """``summary.md``: what to bear in mind, the front and its hypervolume, then each comparison
+    the study has, overfitting, and the plots with what to look for in each."""
     sections = [_front_section(name, found, objectives)]
+    warnings = warnings_section(experiment_dir, found)
+    if warnings:
+        sections[0] = sections[0].replace("\n## Pareto front", "\n" + warnings + "\n## Pareto front", 1)
     if found["methods"] is not None:
         sections.append(_methods_section(found["methods"]))
     if found["comparison"] is not None:
         sections.append(_comparison_section(found["comparison"], found["baseline"]))
     sections.append(_overfitting_section(found))
-    sections.append("\n".join(["## Plots\n", *[f"- `{p.relative_to(experiment_dir)}`" for p in plots.values()]]))
+    sections.append("\n".join(["## Plots\n", *[f"{CAPTIONS.get(k, k)}\n\n![{k}]({p.relative_to(experiment_dir)})\n"
+                                                for k, p in plots.items()]]))
     return "\n".join(sections)
 
 
@@ -244,7 +296,10 @@ def _front_section(name: str, found: dict, objectives: dict) -> str:
         "## Pareto front of configuration means\n",
         "P(on front): share of bootstrap resamples of each configuration's seeds in which it is "
         "Pareto-optimal; well below 1 means its place on the front is within the noise of seeds.\n",
-        _markdown(front_table(configs, objectives))])
+        _markdown(front_table(configs, objectives)),
+        "### The same configurations on the test split\n",
+        "Recorded, never used to choose the front.\n",
+        _markdown(front_table(configs, objectives, split="test").drop(columns=["P(on front)"]))])
 
 
 def _methods_section(methods: pd.DataFrame) -> str:
@@ -274,9 +329,19 @@ def _comparison_section(comparison: pd.DataFrame, baseline: str) -> str:
 
 
 def _overfitting_section(found: dict) -> str:
-    return "\n".join([
-        f"## Overfitting (tolerance {A.OVERFIT_TOLERANCE:.0%} above the minimum)\n",
-        "Per task, over runs (seeds): how many overfit, when the validation loss was lowest, the onset "
-        "among runs that overfit, the minimum reached, and Welch p-values of MTL vs STL.\n",
-        _markdown(found["stl_mtl"], ".3g"),
-        "### Per trial and task\n", _markdown(found["overfit"])])
+    """How many runs overfit per task, then single- against multi-task where the study has both;
+    the per-trial table is ``overfitting.csv``."""
+    overfit = found["overfit"]
+    counts = [f"- **{task}**: {int(part['overfit'].sum())} of {len(part)} runs overfit"
+              + (f" (onset at epoch {part['onset'].astype(float).mean():.1f} on average, best epoch "
+                 f"{part['best_epoch'].mean():.1f})" if part["overfit"].any() else "")
+              for task, part in overfit.groupby("task", sort=False)]
+    lines = [f"## Overfitting (tolerance {A.OVERFIT_TOLERANCE:.0%} above the minimum)\n",
+             "A run overfits when its validation loss stays more than the tolerance above its minimum "
+             "until the last epoch. Every run (seed) counts; the per-trial table is `overfitting.csv`.\n",
+             *(counts or ["- no epochs recorded"]), ""]
+    if len(found["stl_mtl"]):
+        lines += ["Single- against multi-task runs, per task: how many overfit, when the validation loss was "
+                  "lowest, the onset among runs that overfit, the minimum reached, and Welch p-values of MTL vs STL.\n",
+                  _markdown(found["stl_mtl"], ".3g")]
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ TRIALS, CONFIGS, EPOCHS, PREDICTIONS = ("trials.parquet", "configs.parquet", "ep
                                         "predictions.parquet")
 RECORD_TABLES = (TRIALS, CONFIGS, EPOCHS, PREDICTIONS)
 OPTUNA_DB = "optuna.db"  # the searcher's Optuna study, beside the tables
-REPORT_FILES = ("summary.md", "comparison.csv", "methods.csv", "plots")
+REPORT_FILES = ("summary.md", "comparison.csv", "methods.csv", "overfitting.csv", "plots")
 STUDY_LOG = "study.log"
 TRIALS_DIR = "trials"
 RAY_STATE = "ray"  # Ray Tune's experiment state and Ray Train's runs: machinery, not results
