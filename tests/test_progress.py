@@ -26,16 +26,23 @@ def test_study_state_by_hand():
     trials = pd.DataFrame(rows, columns=["trial_id", "config_id", "status", *objectives]).assign(finished_at=1.0)
     state = study_state(trials, objectives, expected=8)
     assert (state["done"], state["failed"], state["stopped"], state["front"]) == (3, 1, 1, 2)
-    assert state["best"] == pytest.approx({"val_oc_accuracy": 0.8, "val_ml_f1": 0.5})
+    assert state["best"] == {"val_oc_accuracy": (pytest.approx(0.8), 1), "val_ml_f1": (pytest.approx(0.5), 2)}
     assert state["hypervolume"] == pytest.approx(0.31)
-    line = progress_line("finished", "static a=0.33 b=0.33 c=0.33 (seed 1)", {**state, "running": 2},
-                         elapsed=300, finished_here=5, scores={"val_oc_accuracy": 0.8, "val_ml_f1": np.nan})
-    assert line == ("[  5:00] finished static a=0.33 b=0.33 c=0.33 (seed 1): oc_accuracy 0.800 | "
-                    "3/8 done, 2 running, 1 failed, 1 stopped | best oc_accuracy 0.800 ml_f1 0.500 | "
-                    "front 2, HV 0.310 | ~3 min left")  # 60 s per final trial so far, 3 to go
+    line, detail = progress_line("finished", "a=0.33 (seed 1)", {**state, "running": 2},
+                                 elapsed=300, durations=[50.0, 60.0, 70.0, 80.0],
+                                 scores={"val_oc_accuracy": 0.8, "val_ml_f1": np.nan})
+    # 5 of 8 final, 3 to go, 2 at once: 1.5 x the median 65 s = 1.6 min; quartiles 57.5 and 72.5 s
+    assert line == ("[  5:00] 5/8 finished a=0.33 (seed 1): oc_accuracy 0.800 | "
+                    "front 2, HV 0.310 | ~2 min left (1-2)")
+    assert len(line) <= 100
+    assert detail.endswith("3 done, 2 running, 1 failed, 1 stopped | best oc_accuracy 0.800 (1 seed), "
+                           "ml_f1 0.500 (2 seeds) | front 2, HV 0.310")
     empty = study_state(pd.DataFrame(), objectives, expected=4)
-    assert progress_line("started", "x", {**empty, "running": 1}, 2, 0).endswith(
-        "0/4 done, 1 running, 0 failed, 0 stopped | no result yet | no front yet | time left: after the first trial")
+    assert progress_line("started", "x", {**empty, "running": 1}, 2, [])[0] == (
+        "[  0:02] 0/4 started x | no front yet | time left after the first trial")
+    long = progress_line("started", "cagrad, cagrad_c=0.439, num_heads=3, warmup_fraction=0.123, schedule=cosine, "
+                         "dropout=0.1, d_model=120 (seed 2)", {**state, "running": 2}, 300, [60.0])[0]
+    assert len(long) <= 100 and "..." in long and long.endswith("~2 min left (rough)")
 
 
 def test_a_fixed_weighting_is_named_in_the_progress_line():

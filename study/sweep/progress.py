@@ -9,6 +9,7 @@ pace so far. Ray's own table of raw sampler variables appears only with ``--verb
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import pandas as pd
 from ray import tune
 
 import study.analysis as A
-from study.results.layout import TRIALS
+from study.results.layout import RESULT, TRIALS, TRIALS_DIR
+
+log = logging.getLogger(__name__)
 
 HIDDEN = ("config", "alpha", "beta", "gamma", "weighting")  # shown in their own words
 
@@ -35,8 +38,8 @@ def describe(params: dict, seed_index: int | None = None, weighting: str = "stat
 
 
 def study_state(trials: pd.DataFrame, objectives: dict[str, str], expected: int) -> dict:
-    """Counts, best configuration mean per objective, front size and hypervolume of the front
-    of configuration means (bounds as :func:`study.analysis.hypervolume_summary`)."""
+    """Counts, the best configuration mean per objective with its seed count, front size and
+    hypervolume of the front of configuration means (bounds as :func:`study.analysis.hypervolume_summary`)."""
     status = trials["status"].value_counts() if len(trials) else pd.Series(dtype=int)
     state = {"done": int(status.get("TERMINATED", 0)), "failed": int(status.get("ERROR", 0)),
              "stopped": int(status.get("STOPPED", 0)), "expected": expected, "best": {},
@@ -48,7 +51,8 @@ def study_state(trials: pd.DataFrame, objectives: dict[str, str], expected: int)
     for metric, mode in objectives.items():
         column = configs[f"{metric}_mean"].dropna()
         if len(column):
-            state["best"][metric] = float(column.max() if mode == "max" else column.min())
+            best = column.idxmax() if mode == "max" else column.idxmin()
+            state["best"][metric] = (float(column[best]), int(configs.loc[best, "repeats_finished"]))
     values = configs[cols].to_numpy(float)
     values = values[~np.isnan(values).any(axis=1)]
     if len(values):
@@ -58,22 +62,39 @@ def study_state(trials: pd.DataFrame, objectives: dict[str, str], expected: int)
     return state
 
 
-def progress_line(event: str, what: str, state: dict, elapsed: float, finished_here: int,
-                  scores: dict | None = None) -> str:
-    """One line: ``[mm:ss] event what: scores | counts | best | front, HV | time left``."""
+def time_left(durations: list[float], left: int, running: int) -> str:
+    """Minutes left from the trials timed so far in this run, with the range of the middle half of
+    their times; a rough figure until three trials are timed."""
+    if left <= 0:
+        return "finishing"
+    if not durations:
+        return "time left after the first trial"
+    at_once = max(1, running)
+    minutes = [np.quantile(durations, q) * left / at_once / 60 for q in (0.5, 0.25, 0.75)]
+    if len(durations) < 3:
+        return f"~{max(1, round(minutes[0]))} min left (rough)"
+    return f"~{max(1, round(minutes[0]))} min left ({max(1, round(minutes[1]))}-{max(1, round(minutes[2]))})"
+
+
+def progress_line(event: str, what: str, state: dict, elapsed: float, durations: list[float],
+                  scores: dict | None = None, width: int = 100) -> tuple[str, str]:
+    """``(console line, log line)``. The console line fits ``width`` columns:
+    ``[mm:ss] done/expected event what: scores | front N, HV x | time left`` (``what`` is
+    shortened with ... when it must be); the log line adds the counts and the best means."""
     minutes, seconds = divmod(int(elapsed), 60)
-    head = f"[{minutes:3d}:{seconds:02d}] {event:8s} {what}"
-    if scores:
-        head += ": " + " ".join(f"{m.removeprefix('val_')} {v:.3f}" for m, v in scores.items() if np.isfinite(v))
     final = state["done"] + state["failed"] + state["stopped"]
-    counts = (f"{state['done']}/{state['expected']} done, {state['running']} running, "
-              f"{state['failed']} failed, {state['stopped']} stopped")
-    best = "best " + " ".join(f"{m.removeprefix('val_')} {v:.3f}" for m, v in state["best"].items()) if state["best"] else "no result yet"
+    said = (": " + " ".join(f"{m.removeprefix('val_')} {v:.3f}" for m, v in scores.items() if np.isfinite(v))
+            if scores else "")
     front = f"front {state['front']}, HV {state['hypervolume']:.3f}" if state["front"] else "no front yet"
-    left = state["expected"] - final
-    eta = (f"~{max(1, round(elapsed / finished_here * left / 60))} min left" if finished_here and left > 0 else
-           "finishing" if left <= 0 else "time left: after the first trial")
-    return " | ".join([head, counts, best, front, eta])
+    tail = f" | {front} | {time_left(durations, state['expected'] - final, state['running'])}"
+    head = f"[{minutes:3d}:{seconds:02d}] {final}/{state['expected']} {event} "
+    room = width - len(head) - len(said) - len(tail)
+    short = what if len(what) <= room else what[:max(room - 3, 8)] + "..."
+    counts = (f"{state['done']} done, {state['running']} running, {state['failed']} failed, "
+              f"{state['stopped']} stopped")
+    best = ("best " + ", ".join(f"{m.removeprefix('val_')} {v:.3f} ({n} seed{'s' * (n != 1)})"
+                                for m, (v, n) in state["best"].items()) if state["best"] else "no result yet")
+    return head + short + said + tail, f"{event} {what}{said} | {counts} | {best} | {front}"
 
 
 class ProgressLines(tune.Callback):
@@ -86,8 +107,15 @@ class ProgressLines(tune.Callback):
         self.objectives = dict(zip(context.space.metrics, context.space.modes))
 
     def setup(self, **info):
-        self.start, self.finished_here, self.running = time.time(), 0, set()
+        import psutil
+
+        self.started = psutil.Process().create_time()  # the command's start: preparation and Ray's start count
+        self.durations, self.running, self.begun, self.replayed = [], set(), {}, set()
         self._read_records()  # a resumed sweep starts from what is recorded
+        recorded = self.state["done"] + self.state["failed"] + self.state["stopped"]
+        if recorded:
+            self.out(f"continuing: {recorded} of {self.expected} trials are recorded, "
+                     f"{self.expected - recorded} to go", flush=True)
 
     def _read_records(self) -> None:
         path = Path(self.context.experiment_dir) / TRIALS
@@ -99,16 +127,35 @@ class ProgressLines(tune.Callback):
             self._read_records()
         state = {**self.state, "running": len(self.running)}
         request = self.context.request(trial.trial_id, trial.config)
-        self.out(progress_line(event, describe(request.params, request.repeat, request.settings.get("weighting", "static")), state,
-                               time.time() - self.start, self.finished_here, scores), flush=True)
+        what = describe(request.params, request.repeat, request.settings.get("weighting", "static"))
+        line, detail = progress_line(event, what, state, time.time() - self.started, self.durations, scores)
+        self.out(line, flush=True)
+        log.info("%s", detail)
+
+    def _recorded(self, trial) -> bool:
+        """A trial that Tune's lagging state restarts although its result is recorded: it returns
+        that result without training, and the console does not announce it again."""
+        return (Path(self.context.experiment_dir) / TRIALS_DIR / trial.trial_id / RESULT).exists()
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if self._recorded(trial):
+            self.replayed.add(trial.trial_id)
+            return
         self.running.add(trial.trial_id)
+        self.begun[trial.trial_id] = time.time()
         self._line("started", trial)
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
+    def _ended(self, trial) -> bool:
         self.running.discard(trial.trial_id)
-        self.finished_here += 1
+        if trial.trial_id in self.replayed:
+            return False
+        if trial.trial_id in self.begun:
+            self.durations.append(time.time() - self.begun.pop(trial.trial_id))
+        return True
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if not self._ended(trial):
+            return
         result = trial.last_result or {}
         if result.get("evaluated"):
             self._line("finished", trial, {m: float(result.get(m, np.nan)) for m in self.objectives})
@@ -116,6 +163,5 @@ class ProgressLines(tune.Callback):
             self._line("stopped", trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.running.discard(trial.trial_id)
-        self.finished_here += 1
-        self._line("failed", trial)
+        if self._ended(trial):
+            self._line("failed", trial)
