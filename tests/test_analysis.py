@@ -365,6 +365,7 @@ def test_pareto_plot_draws_the_means_their_intervals_and_the_front(experiment):
                                both[["val_rouge_l_ci_low", "val_rouge_l_ci_high"]].to_numpy())
     # means 0.55 / 0.62 / 0.66 and 0.60 / 0.55 / 0.64: neither dominates, both ringed
     assert len(rings.get_offsets()) == 2 and both["pareto"].all()
+    assert sorted(t.get_text() for t in ax.texts) == sorted(both["config_id"])  # the front's ids, as in summary.md
 
 
 def test_report_objective_flag_is_checked(experiment):

@@ -58,6 +58,9 @@ def pareto_figure(configs: pd.DataFrame, objectives: dict):
         front = data[data["pareto"]] if "pareto" in data else data.iloc[:0]
         ax.scatter(front[f"{x}_mean"], front[f"{y}_mean"], s=150, facecolors="none", edgecolors="#d1495b",
                    linewidths=1.5, zorder=3, label="on the front of the means")
+        for _, row in front.iterrows():  # the ids the summary's front table and the notebook use
+            ax.annotate(str(row["config_id"]), (row[f"{x}_mean"], row[f"{y}_mean"]), textcoords="offset points",
+                        xytext=(6, 6), fontsize=7, color="#7a1f2b")
         ax.set(xlabel=label(x), ylabel=label(y))
     axes[0][0].legend(fontsize=8, loc="best")
     if points is not None:
@@ -106,13 +109,17 @@ def simplex_xy(alpha, beta, gamma):
 
 def weight_simplex(configs: pd.DataFrame, objectives: dict, path: Path) -> Path:
     """Loss weights (a, b, c) on the simplex, one panel per objective, coloured by the
-    configuration's mean over seeds (``<metric>_mean`` columns)."""
+    configuration's mean over seeds (``<metric>_mean`` columns); configurations on the front of
+    the means are ringed."""
     data = configs.dropna(subset=["param_alpha", "param_beta", "param_gamma"])
     fig, axes = plt.subplots(1, len(objectives), figsize=(4.6 * len(objectives), 4.3), squeeze=False)
     x, y = simplex_xy(data["param_alpha"], data["param_beta"], data["param_gamma"])
     for ax, metric in zip(axes[0], objectives):
         ax.plot([0, 1, 0.5, 0], [0, 0, np.sqrt(3) / 2, 0], color="black", lw=1)
         points = ax.scatter(x, y, c=data[f"{metric}_mean"], cmap="viridis", s=70, edgecolor="white")
+        on_front = data["pareto"].to_numpy(bool) if "pareto" in data else np.zeros(len(data), bool)
+        ax.scatter(np.asarray(x)[on_front], np.asarray(y)[on_front], s=150, facecolors="none",
+                   edgecolors="#d1495b", linewidths=1.5, label="on the front")
         fig.colorbar(points, ax=ax, shrink=0.8, label=label(metric))
         for (cx, cy), name in zip([(0, 0), (1, 0), (0.5, np.sqrt(3) / 2)], ["a (text)", "b (OC)", "c (ML)"]):
             ax.annotate(name, (cx, cy), textcoords="offset points", xytext=(0, -14 if cy == 0 else 6),

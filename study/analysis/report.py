@@ -45,14 +45,19 @@ def _space(experiment_dir: Path):
 
 
 def chosen_configs(configs: pd.DataFrame, objectives: dict) -> dict:
-    """Configurations whose curves are drawn: the best mean on each objective, labelled by it."""
+    """Configurations whose curves are drawn: the best mean on each objective, labelled by its id,
+    its loss weights (when it has them) and what it is best at."""
     done = A.finished(configs)
     chosen = {}
     for metric, mode in objectives.items():
         col = done[f"{metric}_mean"].dropna() if f"{metric}_mean" in done else pd.Series(dtype=float)
         if len(col):
-            best = col.idxmax() if mode == "max" else col.idxmin()
-            chosen.setdefault(done.loc[best, "config_id"], f"best {metric}")
+            row = done.loc[col.idxmax() if mode == "max" else col.idxmin()]
+            if row["config_id"] in chosen:
+                chosen[row["config_id"]] += f", {metric.removeprefix('val_')}"
+                continue
+            weights = " ".join(f"{k}={row[c]:.2f}" for c, k in PARAM_LABELS.items() if pd.notna(row.get(c)))
+            chosen[row["config_id"]] = f"{row['config_id']} {weights + ' ' if weights else ''}(best {metric.removeprefix('val_')})"
     return chosen
 
 
