@@ -32,7 +32,7 @@ def test_study_state_by_hand():
                                  elapsed=300, durations=[50.0, 60.0, 70.0, 80.0],
                                  scores={"val_oc_accuracy": 0.8, "val_ml_f1": np.nan})
     # 5 of 8 final, 3 to go, 2 at once: 1.5 x the median 65 s = 1.6 min; quartiles 57.5 and 72.5 s
-    assert line == ("[  5:00] 5/8 finished a=0.33 (seed 1): oc_accuracy 0.800 | "
+    assert line == ("[  5:00] 5/8 finished a=0.33 (seed 1): oc_acc 0.800 | "
                     "front 2, HV 0.310 | ~2 min left (1-2)")
     assert len(line) <= 100
     assert detail.endswith("3 done, 2 running, 1 failed, 1 stopped | best oc_accuracy 0.800 (1 seed), "
@@ -46,5 +46,8 @@ def test_study_state_by_hand():
 
 
 def test_a_fixed_weighting_is_named_in_the_progress_line():
-    """The weighting a space fixes (not searched, so not a param) still names the trial."""
+    """The weighting a space fixes (not searched, so not a param) still names the trial; a
+    finished trial's line keeps the method, the weights and the seed."""
     assert describe({"num_heads": 2}, 0, weighting="pcgrad") == "pcgrad, num_heads=2 (seed 0)"
+    assert describe({"alpha": 0.5, "beta": 0.25, "gamma": 0.25, "num_heads": 2}, 1, short=True) == \
+        "static a=0.50 b=0.25 c=0.25 (seed 1)"

@@ -44,6 +44,9 @@ def execute(plan: StudyPlan) -> tuple[Path, int]:
     if dataset.meta.get("warning"):
         print(f"WARNING: {dataset.meta['warning']}")
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"), "PYTHONWARNINGS": "ignore"}
+    if not args.verbose:  # Ray's notice that token authentication is on (it is, as it should be)
+        for handler in logging.getLogger("ray").handlers:
+            handler.addFilter(lambda record: "Token authentication is enabled" not in record.getMessage())
     try:  # without --address: a Ray of our own, never one that `ray start` left running here
         ray.init(address=args.address or "local", log_to_driver=args.verbose, include_dashboard=False,
                  logging_level=logging.INFO if args.verbose else logging.WARNING,

@@ -25,15 +25,16 @@ log = logging.getLogger(__name__)
 HIDDEN = ("config", "alpha", "beta", "gamma", "weighting")  # shown in their own words
 
 
-def describe(params: dict, seed_index: int | None = None, weighting: str = "static") -> str:
+def describe(params: dict, seed_index: int | None = None, weighting: str = "static", *, short: bool = False) -> str:
     """``static a=0.33 b=0.48 c=0.19, num_heads=3 (seed 1)`` from a trial's recorded params and the
-    weighting it trains with (searched, or fixed by the space)."""
+    weighting it trains with (searched, or fixed by the space). ``short``: the method, the weights
+    and the seed only (what a finished trial's line has room for)."""
     parts = [str(params.get("config") or params.get("weighting") or weighting)]
     if "alpha" in params:
         parts[0] += " " + " ".join(f"{k}={params[v]:.2f}" for k, v in (("a", "alpha"), ("b", "beta"), ("c", "gamma")))
     rest = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
             if k not in HIDDEN and not k.endswith(("_u1", "_u2"))]
-    text = ", ".join(parts + rest)
+    text = ", ".join(parts + ([] if short else rest))
     return text + (f" (seed {seed_index})" if seed_index is not None else "")
 
 
@@ -83,8 +84,8 @@ def progress_line(event: str, what: str, state: dict, elapsed: float, durations:
     shortened with ... when it must be); the log line adds the counts and the best means."""
     minutes, seconds = divmod(int(elapsed), 60)
     final = state["done"] + state["failed"] + state["stopped"]
-    said = (": " + " ".join(f"{m.removeprefix('val_')} {v:.3f}" for m, v in scores.items() if np.isfinite(v))
-            if scores else "")
+    said = (": " + " ".join(f"{m.removeprefix('val_').replace('_accuracy', '_acc')} {v:.3f}"
+                            for m, v in scores.items() if np.isfinite(v)) if scores else "")
     front = f"front {state['front']}, HV {state['hypervolume']:.3f}" if state["front"] else "no front yet"
     tail = f" | {front} | {time_left(durations, state['expected'] - final, state['running'])}"
     head = f"[{minutes:3d}:{seconds:02d}] {final}/{state['expected']} {event} "
@@ -127,10 +128,12 @@ class ProgressLines(tune.Callback):
             self._read_records()
         state = {**self.state, "running": len(self.running)}
         request = self.context.request(trial.trial_id, trial.config)
-        what = describe(request.params, request.repeat, request.settings.get("weighting", "static"))
-        line, detail = progress_line(event, what, state, time.time() - self.started, self.durations, scores)
-        self.out(line, flush=True)
-        log.info("%s", detail)
+        weighting = request.settings.get("weighting", "static")
+        what = describe(request.params, request.repeat, weighting, short=event != "started")
+        line, _ = progress_line(event, what, state, time.time() - self.started, self.durations, scores)
+        self.out(line, flush=True)  # the full description and the best means go to study.log
+        full = describe(request.params, request.repeat, weighting)
+        log.info("%s", progress_line(event, full, state, time.time() - self.started, self.durations, scores)[1])
 
     def _recorded(self, trial) -> bool:
         """A trial that Tune's lagging state restarts although its result is recorded: it returns
