@@ -137,6 +137,8 @@ def test_ordinal_metrics_worked_example():
     m = M.ordinal_metrics([1, 2, 3, 4], [1, 2, 4, 4])
     assert (m["oc_accuracy"], m["oc_mae"], m["oc_mse"]) == pytest.approx((0.75, 0.25, 0.25))
     assert m["oc_acc_corr"] == pytest.approx((0.75 + spearmanr([1, 2, 3, 4], [1, 2, 4, 4]).statistic) / 2)
+    two_off = M.ordinal_metrics([1, 2, 3, 4, 5], [3, 2, 3, 4, 4])  # errors 2, 0, 0, 0, 1
+    assert (two_off["oc_mae"], two_off["oc_mse"]) == pytest.approx((0.6, 1.0))
     const = M.ordinal_metrics([1, 2, 3], [2, 2, 2])
     assert const["oc_acc_corr"] == pytest.approx(const["oc_accuracy"] / 2)
 

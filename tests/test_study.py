@@ -132,6 +132,41 @@ def test_repeated_search_tells_each_objective_mean_and_survives_a_save(tmp_path)
     assert second.state.name == "FAIL"  # every seed failed: the configuration failed
 
 
+def test_searcher_study_on_disk_records_curves_and_takes_back_a_draw_lost_in_a_kill(tmp_path):
+    """The Optuna study in optuna.db: per-epoch means over seeds (by hand) while trials run, the
+    objectives' means at the end. A configuration drawn after the last checkpoint (a SIGKILL
+    before Ray saved its state) is drawn again with the same parameters after the restore: the
+    storage holds each configuration once. On the old code (no reconciliation) the storage
+    held three trials, one RUNNING for ever."""
+    import optuna
+
+    space = load_space(resolve("smoke"))
+    search = _search(tmp_path, space, 2)
+    first = [search.suggest("t0"), search.suggest("t1")]
+    search.on_trial_result("t0", {"epoch": 1, "val_loss_text": 2.0, "val_loss_oc": 1.0, "evaluated": False})
+    search.on_trial_result("t1", {"epoch": 1, "val_loss_text": 4.0, "val_loss_oc": 3.0, "evaluated": False})
+    search.on_trial_result("t0", {"epoch": 2, "val_loss_text": 1.0, "val_loss_oc": 0.5, "evaluated": False})
+    search.on_trial_complete("t0", {"val_rouge_l": 0.2, "val_oc_accuracy": 0.5, "val_ml_f1": 0.1})
+    search.on_trial_complete("t1", {"val_rouge_l": 0.4, "val_oc_accuracy": 0.3, "val_ml_f1": 0.3})
+    search.save(str(tmp_path / "searcher.pkl"))
+    lost = search.suggest("t2")  # drawn, then the driver is killed before the next checkpoint
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    done = optuna.load_study(study_name="s", storage=url).trials[0]
+    assert done.state == optuna.trial.TrialState.COMPLETE
+    assert done.values == pytest.approx([0.3, 0.4, 0.2])  # means over the two seeds
+    assert done.intermediate_values == pytest.approx({1: 3.0 + 2.0, 2: 1.0 + 0.5})  # sum of task means
+    assert done.user_attrs["val_loss_text"] == pytest.approx([3.0, 1.0])
+    assert done.params == {k: v for k, v in first[0].items() if k != "repeat"}
+
+    restored = _search(tmp_path, space, 2)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    again = restored.suggest("t2")
+    assert again == lost
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert len(trials) == 2 and [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]
+
+
 def test_unfinished_counts_stopped_and_failed_trials_as_final(tmp_path):
     """Statuses as the records give them: a finished, a failed and a stopped trial are final; a
     trial with only a checkpoint (killed mid-training) is owed."""
