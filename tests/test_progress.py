@@ -36,7 +36,11 @@ def test_study_state_by_hand():
                     "front 2, HV 0.310 | ~2 min left (1-2)")
     assert len(line) <= 100
     assert detail.endswith("3 done, 2 running, 1 failed, 1 stopped | best oc_accuracy 0.800 (1 seed), "
-                           "ml_f1 0.500 (2 seeds) | front 2, HV 0.310")
+                           "ml_f1 0.500 (2 seeds) | front 2, HV 0.310 | ~2 min left (1-2)")
+    # three objectives and the weights leave no room for the tail: the time left goes, then the front
+    crowded, _ = progress_line("finished", "static a=0.33 b=0.48 c=0.19 (seed 0)", {**state, "running": 2}, 300,
+                               [60.0], {"val_rouge_l": 0.303, "val_oc_accuracy": 0.531, "val_ml_f1": 0.527})
+    assert crowded == "[  5:00] 5/8 finished static a=0.33 b=0.48 c=0.19 (seed 0): rouge_l 0.303 oc_acc 0.531 ml_f1 0.527"
     empty = study_state(pd.DataFrame(), objectives, expected=4)
     assert progress_line("started", "x", {**empty, "running": 1}, 2, [])[0] == (
         "[  0:02] 0/4 started x | no front yet | time left after the first trial")

@@ -87,15 +87,20 @@ def progress_line(event: str, what: str, state: dict, elapsed: float, durations:
     said = (": " + " ".join(f"{m.removeprefix('val_').replace('_accuracy', '_acc')} {v:.3f}"
                             for m, v in scores.items() if np.isfinite(v)) if scores else "")
     front = f"front {state['front']}, HV {state['hypervolume']:.3f}" if state["front"] else "no front yet"
-    tail = f" | {front} | {time_left(durations, state['expected'] - final, state['running'])}"
+    eta = time_left(durations, state["expected"] - final, state["running"])
     head = f"[{minutes:3d}:{seconds:02d}] {final}/{state['expected']} {event} "
+    # what goes first when the line is too long: the time left, then the front (a started line,
+    # which has no scores, carries both), then the end of the description
+    for tail in (f" | {front} | {eta}", f" | {front}", "") if said else (f" | {front} | {eta}",):
+        if len(head) + len(what) + len(said) + len(tail) <= width:
+            break
     room = width - len(head) - len(said) - len(tail)
     short = what if len(what) <= room else what[:max(room - 3, 8)] + "..."
     counts = (f"{state['done']} done, {state['running']} running, {state['failed']} failed, "
               f"{state['stopped']} stopped")
     best = ("best " + ", ".join(f"{m.removeprefix('val_')} {v:.3f} ({n} seed{'s' * (n != 1)})"
                                 for m, (v, n) in state["best"].items()) if state["best"] else "no result yet")
-    return head + short + said + tail, f"{event} {what}{said} | {counts} | {best} | {front}"
+    return head + short + said + tail, f"{event} {what}{said} | {counts} | {best} | {front} | {eta}"
 
 
 class ProgressLines(tune.Callback):
