@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project importable
@@ -36,6 +37,7 @@ def main(argv=None) -> Path:
 def run_study(argv=None) -> tuple[Path, int]:
     """``(experiment directory, exit status)``: 0 when every trial finished, 1 when the sweep was
     interrupted or owes trials, or any trial ended in ERROR."""
+    os.environ["MTL_STUDY_STARTED"] = str(time.time())  # the command's start, for wall time and progress
     args = parse_args(argv)
     quiet(args.verbose)
     try:

@@ -5,6 +5,7 @@ through its HTTP API, lists every configuration with the objective values that t
 import contextlib
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -57,7 +58,9 @@ def test_moasha_stops_trials_that_stay_final_and_off_the_front(sweep):
     stopped = trials[trials["status"] == "STOPPED"]
     assert status == 0 and len(trials) == 6 and 1 <= len(stopped) <= 5
     assert f"{len(stopped)} stopped early by MO-ASHA" in out and "did not finish" not in out
-    assert out.count("] stopped ") == len(stopped) and "w_u1" not in out  # Ray's table only with --verbose
+    events = re.findall(r"^\[\s*\d+:\d\d\] \d+/\d+ (\w+) ", out, flags=re.M)  # one console line per event
+    assert events.count("stopped") == len(stopped) and events.count("finished") == 6 - len(stopped)
+    assert "w_u1" not in out  # Ray's table only with --verbose
     epochs = pd.read_parquet(experiment / "epochs.parquet")
     for _, row in stopped.iterrows():
         last = epochs[epochs["trial_id"] == row["trial_id"]].sort_values("epoch").iloc[-1]

@@ -91,10 +91,9 @@ def execute(plan: StudyPlan) -> tuple[Path, int]:
         record_run(experiment_dir, {"started": time.time() - (time.perf_counter() - clock), **timings},
                    **watch.record())
         location.push(STUDY)
-    import psutil
-
-    print(f"wall time: {time.time() - psutil.Process().create_time():.0f} s (since the command started; "
-          f"the sweep {timings['sweep_seconds']:.0f} s)")
+    started = float(os.environ.get("MTL_STUDY_STARTED", time.time() - (time.perf_counter() - clock)))
+    print(f"wall time: {time.time() - started:.0f} s (since the command started; the sweep "
+          f"{timings['sweep_seconds']:.0f} s)")
     owed = unfinished_trials(trials, plan.expected) if trials is not None else plan.expected
     failed = int((trials["status"] == "ERROR").sum()) if trials is not None and len(trials) else 0
     if failed:

@@ -10,6 +10,7 @@ pace so far. Ray's own table of raw sampler variables appears only with ``--verb
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -113,9 +114,8 @@ class ProgressLines(tune.Callback):
         self.objectives = dict(zip(context.space.metrics, context.space.modes))
 
     def setup(self, **info):
-        import psutil
-
-        self.started = psutil.Process().create_time()  # the command's start: preparation and Ray's start count
+        # the command's start (set by study/run.py): preparation and Ray's start count
+        self.started = float(os.environ.get("MTL_STUDY_STARTED", time.time()))
         self.durations, self.running, self.begun, self.replayed = [], set(), {}, set()
         self._read_records()  # a resumed sweep starts from what is recorded
         recorded = self.state["done"] + self.state["failed"] + self.state["stopped"]
