@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study.evaluation.names import NATURAL_RANGES, bare_metric
 from study.results.files import write_parquet_atomic
 from study.results.layout import CONFIGS, STUDY, TRIALS
 
 from .fronts import finished, pareto_mask, with_pareto_column
-from study.evaluation.names import NATURAL_RANGES
-
 from .significance import mean_interval
 
 
@@ -65,7 +64,7 @@ def clip_to_range(metric: str, low: float, high: float) -> tuple[float, float]:
     """An interval's ends clipped to the range the metric can take (``NATURAL_RANGES``): a
     Student-t interval from few seeds can reach past 1 for an F1 or below 0 for an accuracy,
     which no model can score. A metric without a known range is left as it is."""
-    bare = metric.split("_", 1)[1] if metric.startswith(("val_", "test_")) else metric
+    bare = bare_metric(metric)
     if bare not in NATURAL_RANGES or low != low:
         return low, high
     lo, hi = sorted(NATURAL_RANGES[bare])

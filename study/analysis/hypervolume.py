@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from study.evaluation.names import NATURAL_RANGES
+from study.evaluation.names import NATURAL_RANGES, bare_metric
 
 from .configs import _seed_values, config_table, mean_objectives
 from .fronts import finished
@@ -65,7 +65,7 @@ def objective_bounds(objectives: dict[str, str], values: np.ndarray | None = Non
     ("observed"; then hypervolumes of different studies are not comparable)."""
     bounds, sources = [], []
     for j, (metric, direction) in enumerate(objectives.items()):
-        name = metric.split("_", 1)[1].removesuffix("_mean")
+        name = bare_metric(metric.removesuffix("_mean"))
         if name in NATURAL_RANGES:
             worst, best = NATURAL_RANGES[name]
             if (direction == "max") != (best > worst):

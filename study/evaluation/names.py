@@ -19,9 +19,14 @@ REPORTED = tuple(m for names in TASK_METRICS.values() for m in names
                  if m not in LEARNED and not m.startswith("loss_"))
 
 
+def bare_metric(name: str) -> str:
+    """``val_oc_mae`` or ``test_oc_mae`` -> ``oc_mae``; a bare name stays as it is."""
+    return name.split("_", 1)[1] if name.startswith(("val_", "test_")) else name
+
+
 def task_of_metric(name: str) -> str | None:
     """The task a metric (``rouge_l``, ``val_oc_mae``, ...) needs; None for an unknown name."""
-    bare = name.split("_", 1)[1] if name.startswith(("val_", "test_")) else name
+    bare = bare_metric(name)
     return next((task for task, names in TASK_METRICS.items() if bare in names), None)
 
 
