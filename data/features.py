@@ -24,8 +24,10 @@ import json
 import logging
 import os
 import socket
+import sys
+import tempfile
 import time
-import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,9 +65,42 @@ class EncoderSpec:
     seed: int = 0  # initialises random weights, so a random encoder is the same in every run
 
 
+def tensorflow_quiet() -> bool:
+    """Whether TensorFlow was asked to keep its start-up lines to itself (``TF_CPP_MIN_LOG_LEVEL``
+    above 0, which ``study/run.py`` sets unless ``--verbose``)."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("", "0")
+
+
+@contextmanager
+def native_stderr_to_log():
+    """While TensorFlow loads, its C++ start-up lines (absl's "All log messages before
+    absl::InitializeLog()", oneDNN's notice, the CUDA probe) go straight to file descriptor 2,
+    before ``TF_CPP_MIN_LOG_LEVEL`` is read by anything that honours it. When TensorFlow is asked
+    to be quiet, the descriptor points at a temporary file meanwhile, and its text goes to this
+    module's log (the study's ``study.log``) instead of the terminal."""
+    if not tensorflow_quiet():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace").strip()
+            if text:
+                log.info("TensorFlow's start-up output:\n%s", text)
+
+
 def build_encoder(spec: EncoderSpec):
     """Return ``(model, preprocess_fn, weights_used, warning)`` for a keras.applications CNN."""
-    import keras  # imported here so the cohort code runs without TensorFlow loaded
+    with native_stderr_to_log():
+        import keras  # imported here so the cohort code runs without TensorFlow loaded
 
     try:
         constructor = getattr(keras.applications, spec.name)
@@ -88,14 +123,20 @@ def build_encoder(spec: EncoderSpec):
         model = make(None)
         model.load_weights(str(path))
         return model, preprocess, f"file:{path.name}", None
+    interactive = keras.config.is_interactive_logging_enabled()
+    if tensorflow_quiet():  # Keras's "Downloading data from ..." to the log: offline it is retried in vain
+        keras.config.disable_interactive_logging()
     try:
         return make("imagenet"), preprocess, "imagenet", None
     except Exception as exc:  # no network: urllib raises URLError / OSError / Exception
         if not spec.fallback_to_random:
             raise RuntimeError(f"could not load ImageNet weights for {spec.name}: {exc}") from exc
-        warnings.warn(RANDOM_WEIGHTS_WARNING, stacklevel=2)
-        log.warning("%s (%s)", RANDOM_WEIGHTS_WARNING, exc)
+        # said once, by whoever runs the extraction (the driver prints FeatureCache's warning)
+        log.info("%s (%s)", RANDOM_WEIGHTS_WARNING, exc)
         return make(None), preprocess, "random", RANDOM_WEIGHTS_WARNING
+    finally:
+        if interactive:
+            keras.config.enable_interactive_logging()
 
 
 def load_image(path: str | Path, size: int) -> np.ndarray:

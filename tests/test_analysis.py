@@ -42,14 +42,37 @@ def test_pareto_matches_optuna_best_trials():
     assert sorted(np.flatnonzero(A.pareto_mask(values, directions))) == expected
 
 
-def test_hypervolume_hand_and_optuna():
-    assert HV._hv_min(np.array([[1.0, 2.0], [2.0, 1.0]]), np.array([3.0, 3.0])) == pytest.approx(3.0)
+def _hv_by_slicing(points: np.ndarray, ref: np.ndarray) -> float:
+    """The oracle: exact hypervolume dominated by ``points`` (minimisation) up to ``ref``, by
+    slicing along the last objective and recursing (independent of moocore)."""
+    points = points[np.all(points < ref, axis=1)]
+    if len(points) == 0:
+        return 0.0
+    if points.shape[1] == 1:
+        return float(ref[0] - points[:, 0].min())
+    pts = points[np.argsort(points[:, -1])]
+    volume = 0.0
+    for i, p in enumerate(pts):
+        upper = pts[i + 1, -1] if i + 1 < len(pts) else ref[-1]
+        if upper > p[-1]:
+            volume += (upper - p[-1]) * _hv_by_slicing(pts[: i + 1, :-1], ref[:-1])
+    return volume
+
+
+def test_hypervolume_hand_slicing_and_optuna():
+    assert _hv_by_slicing(np.array([[1.0, 2.0], [2.0, 1.0]]), np.array([3.0, 3.0])) == pytest.approx(3.0)
     from optuna._hypervolume import compute_hypervolume
 
     rng = np.random.default_rng(2)
     pts = rng.random((25, 3))
     ref = np.full(3, 1.1)
-    assert HV._hv_min(pts, ref) == pytest.approx(compute_hypervolume(pts, ref), rel=1e-9)
+    assert _hv_by_slicing(pts, ref) == pytest.approx(compute_hypervolume(pts, ref), rel=1e-9)
+    # the study's hypervolume (moocore, after normalising with bounds (worst, best) = (1, 0))
+    worst_is_one = np.tile([[1.0, 0.0]], (3, 1))
+    got = HV.hypervolume(pts, ["min"] * 3, bounds=worst_is_one, reference=1.1)
+    assert got == pytest.approx(_hv_by_slicing(pts, ref), rel=1e-12)
+    beyond = np.vstack([pts, [[0.5, 1.2, 0.5]]])  # past the reference in one objective: adds nothing
+    assert HV.hypervolume(beyond, ["min"] * 3, bounds=worst_is_one, reference=1.1) == pytest.approx(got)
 
 
 def _trials(values_by_config: dict, metrics=("val_a", "val_b")) -> pd.DataFrame:
@@ -333,18 +356,44 @@ def test_report_compares_weighting_methods_when_the_study_has_several(experiment
 def test_hypervolume_plot_takes_an_interval_that_lies_above_the_estimate(tmp_path):
     """The methods study's report failed here: its front's bootstrap interval (0.1704 to 0.1817)
     lay wholly above the hypervolume of the means (0.1700): resampling seeds raises a maximum of
-    noisy means. The plot used to draw it as an error bar from the estimate (negative length)."""
-    from study.analysis.plots import hypervolume_curve
+    noisy means. The plot used to draw it as an error bar from the estimate (negative length).
+    The interval is drawn at every step that has one, and the axis starts at 0."""
+    from study.analysis.plots import hypervolume_curve, hypervolume_figure
 
-    from study.analysis.plots import hypervolume_figure
-
-    history = pd.DataFrame({"n_configs": [1, 2], "config_id": ["a", "b"], "hypervolume": [0.1, 0.170]})
-    summary = {"hypervolume": 0.1700, "ci_low": 0.1704, "ci_high": 0.1817}
+    history = pd.DataFrame({"n_configs": [1, 2, 3], "config_id": ["a", "b", "c"],
+                            "hypervolume": [0.1, 0.170, 0.170], "ci_low": [0.08, np.nan, 0.1704],
+                            "ci_high": [0.12, np.nan, 0.1817]})
+    summary = {"hypervolume": 0.1700, "ci_low": 0.1704, "ci_high": 0.1817, "seeds": 2}
     ax = hypervolume_figure(history, summary).axes[0]
-    np.testing.assert_allclose(ax.lines[0].get_xydata(), [[1, 0.1], [2, 0.170]])  # the history, as computed
-    (segment,) = ax.collections[-1].get_segments()  # the interval, drawn from its own ends
-    np.testing.assert_allclose(segment, [[2, 0.1704], [2, 0.1817]])
+    np.testing.assert_allclose(ax.lines[0].get_xydata(), [[1, 0.1], [2, 0.170], [3, 0.170]])  # as computed
+    segments = ax.collections[-1].get_segments()  # the intervals, drawn from their own ends
+    np.testing.assert_allclose(np.array(segments), [[[1, 0.08], [1, 0.12]], [[3, 0.1704], [3, 0.1817]]])
+    assert ax.get_ylim()[0] == 0
     assert hypervolume_curve(history, summary, tmp_path / "hv.png").read_bytes()[:4] == b"\x89PNG"
+    one_seed = hypervolume_figure(history.assign(ci_low=np.nan, ci_high=np.nan), {"seeds": 1}).axes[0]
+    assert [t.get_text() for t in one_seed.get_legend().get_texts()] == ["1 seed per configuration: no interval"]
+
+
+def test_the_hypervolume_history_carries_its_interval_at_every_step():
+    """Configuration A's seeds spread, B's agree: by hand, the interval at step 1 is the spread
+    of A's resampled box alone; at step 2 B's box joins it and the interval narrows relative
+    to its value; a one-seed study has no interval anywhere; the last step is the summary's."""
+    objectives = {"val_oc_accuracy": "max", "val_ml_f1": "max"}
+    trials = _trials({"A": [(0.3, 0.7), (0.5, 0.5), (0.7, 0.3)], "B": [(0.8, 0.2)] * 3}, metrics=list(objectives))
+    history = A.hypervolume_history(trials, objectives, n_boot=400)
+    np.testing.assert_allclose(history["hypervolume"], [0.25, 0.31])
+    first, last = history.iloc[0], history.iloc[1]
+    # step 1: A's resampled mean (x, 1 - x) has box x (1 - x) <= 0.25, 0.21 for x = 0.3 or 0.7
+    assert first["ci_high"] == pytest.approx(0.25) and 0.2 <= first["ci_low"] < 0.25
+    assert last["ci_low"] < 0.31 < last["ci_high"] or last["ci_high"] == pytest.approx(0.31)
+    summary = A.hypervolume_summary(trials, objectives, n_boot=400)
+    assert (summary["ci_low"], summary["ci_high"]) == (last["ci_low"], last["ci_high"])
+    single = A.hypervolume_history(_trials({"A": [(0.5, 0.5)], "B": [(0.8, 0.2)]}, metrics=list(objectives)),
+                                   objectives)
+    assert single["ci_low"].isna().all() and single["hypervolume"].tolist() == pytest.approx([0.25, 0.31])
+    many = _trials({f"c{i:02d}": [(0.01 * i, 0.5), (0.01 * i + 0.01, 0.5)] for i in range(60)}, metrics=list(objectives))
+    spaced = A.hypervolume_history(many, objectives, n_boot=50)
+    assert spaced["ci_low"].notna().sum() == A.hypervolume.INTERVAL_STEPS and spaced["ci_low"].iloc[-1] > 0
 
 
 def test_pareto_plot_draws_the_means_their_intervals_and_the_front(experiment):

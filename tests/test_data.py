@@ -348,6 +348,42 @@ def test_random_fallback_is_never_cached_as_imagenet(tmp_path, tiny_cohort, monk
     assert len(calls) == 2
 
 
+QUIET_ENCODER_SCRIPT = """
+import logging, sys
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="LOG %(name)s: %(message)s")
+from data.features import EncoderSpec, build_encoder
+print("USED", build_encoder(EncoderSpec(image_size=32))[2])
+"""
+
+
+@pytest.mark.slow
+def test_a_quiet_first_build_keeps_tensorflow_and_the_failed_download_in_the_log(tmp_path):
+    """A first, offline encoder build with TensorFlow asked to be quiet (as ``study/run.py``
+    without --verbose): nothing of TensorFlow's C++ start-up (absl, oneDNN, the CUDA probe) and
+    no "Downloading data from" reaches the terminal; both go to the log. The same build with
+    ``TF_CPP_MIN_LOG_LEVEL=0`` shows what there is to keep out on this TensorFlow."""
+    import os
+    import subprocess
+    import sys
+
+    def build(level: str):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level, "KERAS_HOME": str(tmp_path / "keras"),
+               "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}  # offline, surely
+        return subprocess.run([sys.executable, "-c", QUIET_ENCODER_SCRIPT], env=env, capture_output=True,
+                              text=True, timeout=600, cwd=os.getcwd())
+
+    loud, quiet = build("0"), build("3")
+    assert "USED random" in quiet.stdout and "USED random" in loud.stdout, quiet.stderr[-2000:]
+    printed = "\n".join(line for line in quiet.stdout.splitlines() if not line.startswith("LOG "))
+    assert "Downloading data from" not in printed + quiet.stderr
+    assert "Downloading data from" in loud.stdout + loud.stderr
+    for noise in ("absl::InitializeLog", "oneDNN", "cuda drivers"):
+        assert noise not in quiet.stderr
+        if noise in loud.stderr:  # this TensorFlow prints it: then the quiet run logged it
+            assert noise in quiet.stdout
+    assert quiet.stderr.strip() == "", quiet.stderr[-2000:]
+
+
 def test_prepared_key_follows_the_preprocessing_rules(tiny_cohort, tiny_dataset, monkeypatch):
     from data import dataset as dataset_mod
 

@@ -31,12 +31,12 @@ def test_study_state_by_hand():
     line, detail = progress_line("finished", "a=0.33 (seed 1)", {**state, "running": 2},
                                  elapsed=300, durations=[50.0, 60.0, 70.0, 80.0],
                                  scores={"val_oc_accuracy": 0.8, "val_ml_f1": np.nan})
-    # 5 of 8 final, 3 to go, 2 at once: 1.5 x the median 65 s = 1.6 min; quartiles 57.5 and 72.5 s
+    # 5 of 8 final, 3 to go, 2 at once: 1.5 x the median 65 s = 97.5 s; quartiles 1.5 x 57.5 and 72.5 s
     assert line == ("[  5:00] 5/8 finished a=0.33 (seed 1): oc_acc 0.800 | "
-                    "front 2, HV 0.310 | ~2 min left (1-2)")
+                    "front 2, HV 0.310 | ~100 s left (85-110 s)")
     assert len(line) <= 100
     assert detail.endswith("3 done, 2 running, 1 failed, 1 stopped | best oc_accuracy 0.800 (1 seed), "
-                           "ml_f1 0.500 (2 seeds) | front 2, HV 0.310 | ~2 min left (1-2)")
+                           "ml_f1 0.500 (2 seeds) | front 2, HV 0.310 | ~100 s left (85-110 s)")
     # three objectives and the weights leave no room for the tail: the time left goes, then the front
     crowded, _ = progress_line("finished", "static a=0.33 b=0.48 c=0.19 (seed 0)", {**state, "running": 2}, 300,
                                [60.0], {"val_rouge_l": 0.303, "val_oc_accuracy": 0.531, "val_ml_f1": 0.527})
@@ -46,7 +46,17 @@ def test_study_state_by_hand():
         "[  0:02] 0/4 started x | no front yet | time left after the first trial")
     long = progress_line("started", "cagrad, cagrad_c=0.439, num_heads=3, warmup_fraction=0.123, schedule=cosine, "
                          "dropout=0.1, d_model=120 (seed 2)", {**state, "running": 2}, 300, [60.0])[0]
-    assert len(long) <= 100 and "..." in long and long.endswith("~2 min left (rough)")
+    assert len(long) <= 100 and "... (seed 2) |" in long and long.endswith("~2 min left (rough)")
+
+
+def test_the_last_minutes_are_counted_in_seconds():
+    """Under two minutes, whole minutes would read "~1 min left (1-1)": the estimate and the
+    range of the middle half of the trial times are given in seconds (to 5 s)."""
+    from study.sweep.progress import time_left
+
+    # 2 trials left, 1 at a time; times 20, 30, 40, 50 s: median 35, quartiles 27.5 and 42.5 s
+    assert time_left([20.0, 30.0, 40.0, 50.0], left=2, running=1) == "~70 s left (55-85 s)"
+    assert time_left([600.0] * 4, left=2, running=1) == "~20 min left (20-20)"
 
 
 def test_a_fixed_weighting_is_named_in_the_progress_line():

@@ -89,6 +89,12 @@ def _seed_values(trials: pd.DataFrame, objectives: dict[str, str]) -> dict[str, 
     return out
 
 
+def bootstrap_means(values: dict[str, np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``(C, B, k)``: for each configuration of ``values`` (:func:`_seed_values`, in its order)
+    ``B = n_boot`` means of its seeds resampled with replacement (a bootstrap over seeds)."""
+    return np.stack([v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1) for v in values.values()])
+
+
 def pareto_probability(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
                        seed: int = 0) -> pd.Series:
     """Per configuration, the probability that its mean is Pareto-optimal when each configuration's
@@ -102,7 +108,7 @@ def pareto_probability(trials: pd.DataFrame, objectives: dict[str, str], *, n_bo
     rng = np.random.default_rng(seed)
     if not ids:
         return pd.Series(dtype=float, name="p_pareto")
-    means = np.stack([v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1) for v in values.values()])  # (C, B, k)
+    means = bootstrap_means(values, n_boot, rng)  # (C, B, k)
     hits = np.zeros(len(ids))
     for b in range(n_boot):
         hits += pareto_mask(means[:, b, :], directions)

@@ -2,33 +2,17 @@
 history in the order the search completed configurations."""
 from __future__ import annotations
 
+import moocore
 import numpy as np
 import pandas as pd
 
 from study.evaluation.names import NATURAL_RANGES, bare_metric
 
-from .configs import _seed_values, config_table, mean_objectives
+from .configs import _seed_values, bootstrap_means, config_table, mean_objectives
 from .fronts import finished
 
 
 # ---- hypervolume --------------------------------------------------------------------------------
-def _hv_min(points: np.ndarray, ref: np.ndarray) -> float:
-    """Exact hypervolume dominated by ``points`` (minimisation) up to ``ref``, by slicing."""
-    points = points[np.all(points < ref, axis=1)]
-    if len(points) == 0:
-        return 0.0
-    if points.shape[1] == 1:
-        return float(ref[0] - points[:, 0].min())
-    order = np.argsort(points[:, -1])
-    pts = points[order]
-    volume = 0.0
-    for i, p in enumerate(pts):
-        upper = pts[i + 1, -1] if i + 1 < len(pts) else ref[-1]
-        if upper > p[-1]:
-            volume += (upper - p[-1]) * _hv_min(pts[: i + 1, :-1], ref[:-1])
-    return volume
-
-
 def normalise(values: np.ndarray, directions, bounds=None):
     """Turn objectives into minimisation on [0, 1]: 0 = best, 1 = worst of ``bounds``.
 
@@ -55,7 +39,8 @@ def hypervolume(values: np.ndarray, directions, *, bounds=None, reference: float
     values are ignored."""
     norm, _ = normalise(values, directions, bounds)
     norm = norm[~np.isnan(norm).any(axis=1)]
-    return _hv_min(norm, np.full(norm.shape[1], reference)) if len(norm) else 0.0
+    # moocore (C): exact, and points that do not dominate the reference add nothing
+    return float(moocore.hypervolume(norm, ref=np.full(norm.shape[1], reference))) if len(norm) else 0.0
 
 
 
@@ -90,42 +75,62 @@ def fixed_hypervolume(values: np.ndarray, objectives: dict[str, str], bounds: np
 def hypervolume_summary(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
                         seed: int = 0, confidence: float = 0.95) -> dict:
     """Hypervolume of the configuration means with fixed bounds, and its bootstrap interval over
-    seeds (each configuration's seeds resampled with replacement, as in :func:`pareto_probability`).
-    With one seed per configuration there is nothing to resample: no interval (NaN), and ``seeds``
-    says so."""
+    seeds (each configuration's seeds resampled with replacement, as in :func:`pareto_probability`):
+    the last step of :func:`hypervolume_history`, which is returned too (``history``), so the
+    plot's last interval is the one reported. With one seed per configuration there is nothing
+    to resample: no interval (NaN), and ``seeds`` says so."""
     values = _seed_values(trials, objectives)
     all_values = np.concatenate(list(values.values())) if values else np.empty((0, len(objectives)))
     bounds, sources = objective_bounds(objectives, all_values)
     out = {"bounds": {m: list(b) for m, b in zip(objectives, bounds.tolist())},
-           "bound_sources": dict(zip(objectives, sources)), "reference": "worst bound"}
-    if not values:
+           "bound_sources": dict(zip(objectives, sources)), "reference": "worst bound",
+           "seeds": max((len(v) for v in values.values()), default=0)}
+    history = hypervolume_history(trials, objectives, bounds, n_boot=n_boot, seed=seed, confidence=confidence)
+    out["history"] = history
+    if history.empty:
         return {**out, "hypervolume": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_boot": 0}
-    means = np.stack([v.mean(axis=0) for v in values.values()])
-    seeds = max(len(v) for v in values.values())
-    if seeds < 2:
-        return {**out, "hypervolume": fixed_hypervolume(means, objectives, bounds), "ci_low": np.nan,
-                "ci_high": np.nan, "n_boot": 0, "seeds": seeds}
-    rng = np.random.default_rng(seed)
-    boots = [fixed_hypervolume(np.stack([v[rng.integers(0, len(v), len(v))].mean(axis=0)
-                                         for v in values.values()]), objectives, bounds)
-             for _ in range(n_boot)]
-    alpha = (1 - confidence) / 2
-    return {**out, "hypervolume": fixed_hypervolume(means, objectives, bounds),
-            "ci_low": float(np.quantile(boots, alpha)), "ci_high": float(np.quantile(boots, 1 - alpha)),
-            "n_boot": n_boot, "seeds": seeds}
+    last = history.iloc[-1]
+    return {**out, "hypervolume": float(last["hypervolume"]), "ci_low": float(last["ci_low"]),
+            "ci_high": float(last["ci_high"]), "n_boot": n_boot if np.isfinite(last["ci_low"]) else 0}
 
 
-def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], bounds: np.ndarray | None = None) -> pd.DataFrame:
+INTERVAL_STEPS = 40  # steps of the history that get an interval (evenly spaced, the last always)
+
+
+def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], bounds: np.ndarray | None = None,
+                        *, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
     """Hypervolume of the configuration means after each configuration completed (in the order
     the search completed them), with fixed ``bounds`` (default :func:`objective_bounds`), so the
-    curve is comparable along itself and with other studies."""
+    curve is comparable along itself and with other studies. ``ci_low``/``ci_high``: its
+    bootstrap interval over seeds at up to :data:`INTERVAL_STEPS` steps (evenly spaced, the last
+    always), NaN elsewhere and wherever no configuration so far has two seeds. The bootstrap
+    draws are shared by every step (common random numbers), so the band moves only with the
+    configurations added."""
     configs = finished(config_table(trials))
-    configs = configs.sort_values("finished_at") if "finished_at" in configs else configs
+    configs = configs.sort_values("finished_at", kind="stable") if "finished_at" in configs else configs
     cols = list(mean_objectives(objectives))
-    values = configs[cols].to_numpy(float) if len(configs) else np.empty((0, len(cols)))
+    columns = ["n_configs", "config_id", "hypervolume", "ci_low", "ci_high"]
+    if configs.empty or not set(cols) <= set(configs):
+        return pd.DataFrame(columns=columns)
+    values = configs[cols].to_numpy(float)
     if bounds is None:
         bounds, _ = objective_bounds(objectives, values)
-    rows = [{"n_configs": i + 1, "config_id": cid,
-             "hypervolume": fixed_hypervolume(values[: i + 1], objectives, bounds)}
-            for i, cid in enumerate(configs["config_id"])]
-    return pd.DataFrame(rows, columns=["n_configs", "config_id", "hypervolume"])
+    ids = configs["config_id"].tolist()
+    seeds = _seed_values(trials, objectives)
+    seeds = {cid: seeds[cid] for cid in ids if cid in seeds}  # in completion order
+    position = {cid: i for i, cid in enumerate(ids)}
+    order = np.array([position[cid] for cid in seeds], int)  # where each resampled configuration completed
+    boots = (bootstrap_means(seeds, n_boot, np.random.default_rng(seed))
+             if seeds and max(len(v) for v in seeds.values()) >= 2 else None)
+    steps = set(np.linspace(0, len(ids) - 1, min(len(ids), INTERVAL_STEPS)).round().astype(int).tolist())
+    alpha = (1 - confidence) / 2
+    rows = []
+    for i, cid in enumerate(ids):
+        low = high = np.nan
+        so_far = order <= i
+        if boots is not None and i in steps and so_far.any():
+            draws = [fixed_hypervolume(boots[so_far, b, :], objectives, bounds) for b in range(n_boot)]
+            low, high = np.quantile(draws, [alpha, 1 - alpha])
+        rows.append({"n_configs": i + 1, "config_id": cid, "ci_low": low, "ci_high": high,
+                     "hypervolume": fixed_hypervolume(values[: i + 1], objectives, bounds)})
+    return pd.DataFrame(rows, columns=columns)

@@ -166,33 +166,50 @@ def hypervolume_curve(history: pd.DataFrame, summary: dict, path: Path) -> Path:
 
 
 def hypervolume_figure(history: pd.DataFrame, summary: dict):
-    """Hypervolume of the configuration means as configurations complete (fixed bounds), and the
-    final value's bootstrap interval drawn from its ends: a front's hypervolume is a maximum over
+    """Hypervolume of the configuration means as configurations complete (fixed bounds, the axis
+    from 0), with its bootstrap interval over seeds wherever :func:`study.analysis.hypervolume_history`
+    computed one, drawn from the interval's own ends: a front's hypervolume is a maximum over
     noisy means, so resampled seeds tend to raise it and the interval can lie wholly above the
     estimate (an error bar measured from the estimate would then be negative)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     sns.lineplot(data=history, x="n_configs", y="hypervolume", marker="o", ax=ax)
-    if len(history) and np.isfinite(summary.get("ci_low", np.nan)):
-        n = history["n_configs"].iloc[-1]
-        ax.vlines(n, summary["ci_low"], summary["ci_high"], color="#d1495b", lw=2,
+    band = history.dropna(subset=["ci_low", "ci_high"]) if "ci_low" in history else history.iloc[:0]
+    if len(band):
+        ax.vlines(band["n_configs"], band["ci_low"], band["ci_high"], color="#d1495b", lw=2,
                   label="95 % bootstrap interval over seeds")
-        ax.legend(fontsize=8)
+    elif len(history):
+        ax.plot([], [], " ", label=f"{summary.get('seeds', 1)} seed per configuration: no interval")
+    if len(history):
+        ax.legend(fontsize=8, loc="lower right")
+    top = np.nanmax([history["hypervolume"].max() if len(history) else 0.0,
+                     band["ci_high"].max() if len(band) else 0.0])
+    ax.set_ylim(0, min(1.0, 1.15 * top) if top > 0 else 1.0)
     ax.set(title="Hypervolume of the front of configuration means",
            xlabel="completed configurations (completion order)",
            ylabel="share of the objective box dominated (0-1)")
     return fig
 
 
+def importance_figure(importance: pd.DataFrame):
+    """One panel per method of :func:`study.analysis.parameter_importance` (fANOVA, PED-ANOVA),
+    bars per parameter coloured by objective."""
+    methods = list(dict.fromkeys(importance["method"]))
+    fig, axes = plt.subplots(1, len(methods), sharey=True, squeeze=False,
+                             figsize=(5.5 * len(methods), max(3.0, 1.0 + 0.5 * importance["param"].nunique())))
+    order = sorted(importance["param"].unique())
+    for ax, method in zip(axes[0], methods):
+        sns.barplot(data=importance[importance["method"] == method], y="param", x="importance",
+                    hue="objective", order=order, ax=ax, orient="h")
+        ax.set(xlim=(0, 1), xlabel="importance (sums to 1 per objective)", ylabel="parameter (a, b, c: loss weights)",
+               title={"fanova": "fANOVA: variance over all configurations",
+                      "ped-anova": "PED-ANOVA: what sets the top 10 % apart"}.get(method, method))
+    fig.suptitle("Which parameters matter for each objective (configuration means)")
+    fig.tight_layout()
+    return fig
+
+
 def importance_bars(importance: pd.DataFrame, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7, max(3.0, 1.0 + 0.5 * importance["param"].nunique())))
-    if importance.empty:
-        ax.text(0.5, 0.5, "not enough varied trials for importance", ha="center", va="center")
-        ax.set_axis_off()
-    else:
-        sns.barplot(data=importance, y="param", x="importance", hue="objective", ax=ax, orient="h")
-        ax.set(xlabel="fANOVA importance (share of variance, 0-1)", ylabel="searched parameter")
-    ax.set_title("Which parameters matter for each objective")
-    return _save(fig, path)
+    return _save(importance_figure(importance), path)
 
 
 def stl_mtl_overfitting(overfit: pd.DataFrame, path: Path) -> Path:

@@ -196,12 +196,12 @@ def analyse(tables: dict, configs: pd.DataFrame, objectives: dict, space) -> dic
     overfit = A.overfitting_table(epochs, trials)
     return {
         "trials": trials, "configs": configs, "done_configs": done_configs, "hv": hv,
-        "history": A.hypervolume_history(trials, objectives, np.array(list(hv["bounds"].values()))),
+        "history": hv["history"],
         "curves": A.gap_curves(epochs).assign(config_id=lambda d: d["trial_id"].map(config_of)),
         "chosen": chosen_configs(configs, objectives), "stl_labels": stl_labels,
         "overfit": overfit, "stl_mtl": A.stl_vs_mtl_overfitting(overfit),
         "methods": methods if len(methods) > 1 else None,
-        "importance": (A.parameter_importance(trials, space) if space is not None
+        "importance": (A.parameter_importance(configs, space) if space is not None
                        else pd.DataFrame(columns=["objective", "param", "importance"])),
         "baseline": baseline,
         "comparison": (A.compare_to_baseline(trials, predictions, baseline=baseline)
@@ -241,7 +241,9 @@ CAPTIONS = {  # what to look for in each plot
     "hypervolume": "How the front's hypervolume grew as configurations completed; the bar at the last step is its "
                    "95 % bootstrap interval (none from one seed).",
     "methods": "Each weighting method's configurations on the tuned static front (filled: no static mean dominates it).",
-    "importance": "Which settings matter for each objective (fANOVA on configuration means, as optuna-dashboard).",
+    "importance": "Which settings matter for each objective, over configuration means: fANOVA (Optuna's default; "
+                  "share of variance) beside PED-ANOVA (what optuna-dashboard shows; what sets the best 10 % "
+                  "apart); the loss weights as a, b, c where the dashboard shows the sampler's u1, u2.",
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -75,6 +76,9 @@ def time_left(durations: list[float], left: int, running: int) -> str:
     minutes = [np.quantile(durations, q) * left / at_once / 60 for q in (0.5, 0.25, 0.75)]
     if len(durations) < 3:
         return f"~{max(1, round(minutes[0]))} min left (rough)"
+    if minutes[2] < 2:  # the last minutes in seconds: "1-1 min" says nothing of how sure it is
+        low, mid, high = (max(5, 5 * round(m * 12)) for m in (minutes[1], minutes[0], minutes[2]))
+        return f"~{mid} s left ({low}-{high} s)"
     return f"~{max(1, round(minutes[0]))} min left ({max(1, round(minutes[1]))}-{max(1, round(minutes[2]))})"
 
 
@@ -95,8 +99,10 @@ def progress_line(event: str, what: str, state: dict, elapsed: float, durations:
     for tail in (f" | {front} | {eta}", f" | {front}", "") if said else (f" | {front} | {eta}",):
         if len(head) + len(what) + len(said) + len(tail) <= width:
             break
-    room = width - len(head) - len(said) - len(tail)
-    short = what if len(what) <= room else what[:max(room - 3, 8)] + "..."
+    seed = re.search(r" \(seed \d+\)$", what)  # kept when the description is shortened
+    seed = seed.group(0) if seed else ""
+    body, room = what[:len(what) - len(seed)], width - len(head) - len(said) - len(tail) - len(seed)
+    short = (body if len(body) <= room else body[:max(room - 3, 8)] + "...") + seed
     counts = (f"{state['done']} done, {state['running']} running, {state['failed']} failed, "
               f"{state['stopped']} stopped")
     best = ("best " + ", ".join(f"{m.removeprefix('val_')} {v:.3f} ({n} seed{'s' * (n != 1)})"
