@@ -43,10 +43,16 @@ def test_study_state_by_hand():
     assert crowded == "[  5:00] 5/8 finished static a=0.33 b=0.48 c=0.19 (seed 0): rouge_l 0.303 oc_acc 0.531 ml_f1 0.527"
     empty = study_state(pd.DataFrame(), objectives, expected=4)
     assert progress_line("started", "x", {**empty, "running": 1}, 2, [])[0] == (
-        "[  0:02] 0/4 started x | no front yet | time left after the first trial")
+        "[  0:02] 0/4 started x | no front yet | time left: after a trial")
     long = progress_line("started", "cagrad, cagrad_c=0.439, num_heads=3, warmup_fraction=0.123, schedule=cosine, "
                          "dropout=0.1, d_model=120 (seed 2)", {**state, "running": 2}, 300, [60.0])[0]
-    assert len(long) <= 100 and "... (seed 2) |" in long and long.endswith("~2 min left (rough)")
+    assert len(long) <= 100 and ", ... (seed 2) |" in long and long.endswith("~2 min left (rough)")
+    # a started line keeps the front and the time left; the description keeps whole settings,
+    # or the method and weights alone, and always the seed
+    first = progress_line("started", "static a=0.33 b=0.48 c=0.19, num_heads=4, warmup_fraction=0.268, "
+                          "schedule=constant (seed 0)", {**state, "running": 2}, 9, [60.0])[0]
+    assert first == ("[  0:09] 5/8 started static a=0.33 b=0.48 c=0.19 (seed 0) | "
+                     "front 2, HV 0.310 | ~2 min left (rough)")
 
 
 def test_the_last_minutes_are_counted_in_seconds():

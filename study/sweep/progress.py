@@ -71,7 +71,7 @@ def time_left(durations: list[float], left: int, running: int) -> str:
     if left <= 0:
         return "finishing"
     if not durations:
-        return "time left after the first trial"
+        return "time left: after a trial"
     at_once = max(1, running)
     minutes = [np.quantile(durations, q) * left / at_once / 60 for q in (0.5, 0.25, 0.75)]
     if len(durations) < 3:
@@ -80,6 +80,19 @@ def time_left(durations: list[float], left: int, running: int) -> str:
         low, mid, high = (max(5, 5 * round(m * 12)) for m in (minutes[1], minutes[0], minutes[2]))
         return f"~{mid} s left ({low}-{high} s)"
     return f"~{max(1, round(minutes[0]))} min left ({max(1, round(minutes[1]))}-{max(1, round(minutes[2]))})"
+
+
+def shorten(description: str, room: int) -> str:
+    """``description`` in ``room`` characters: whole settings then "...", or the method and
+    the weights alone (the first part), or, when not even those fit, cut with "..."."""
+    if len(description) <= room:
+        return description
+    parts = description.split(", ")
+    for n in range(len(parts) - 1, 0, -1):
+        text = ", ".join(parts[:n]) + ", ..."
+        if len(text) <= room:
+            return text
+    return parts[0] if len(parts[0]) <= room else description[:max(room - 3, 8)] + "..."
 
 
 def progress_line(event: str, what: str, state: dict, elapsed: float, durations: list[float],
@@ -101,8 +114,7 @@ def progress_line(event: str, what: str, state: dict, elapsed: float, durations:
             break
     seed = re.search(r" \(seed \d+\)$", what)  # kept when the description is shortened
     seed = seed.group(0) if seed else ""
-    body, room = what[:len(what) - len(seed)], width - len(head) - len(said) - len(tail) - len(seed)
-    short = (body if len(body) <= room else body[:max(room - 3, 8)] + "...") + seed
+    short = shorten(what[:len(what) - len(seed)], width - len(head) - len(said) - len(tail) - len(seed)) + seed
     counts = (f"{state['done']} done, {state['running']} running, {state['failed']} failed, "
               f"{state['stopped']} stopped")
     best = ("best " + ", ".join(f"{m.removeprefix('val_')} {v:.3f} ({n} seed{'s' * (n != 1)})"
