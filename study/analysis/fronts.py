@@ -1,6 +1,7 @@
 """Pareto fronts: the non-dominated rows of a table, non-dominated sorting and crowding distance."""
 from __future__ import annotations
 
+import moocore
 import numpy as np
 import pandas as pd
 
@@ -22,11 +23,8 @@ def pareto_mask(values: np.ndarray, directions) -> np.ndarray:
     signed = v * np.array([1.0 if d == "max" else -1.0 for d in directions])  # larger is better
     valid = ~np.isnan(signed).any(axis=1)
     mask = np.zeros(len(v), bool)
-    idx = np.flatnonzero(valid)
-    s = signed[idx]
-    for j, row in enumerate(s):
-        dominated = np.any(np.all(s >= row, axis=1) & np.any(s > row, axis=1))
-        mask[idx[j]] = not dominated
+    if valid.any():  # moocore (C); keep_weakly: equal rows stay, as the docstring says
+        mask[valid] = moocore.is_nondominated(signed[valid], maximise=True, keep_weakly=True)
     return mask
 
 
@@ -34,13 +32,10 @@ def nondominated_ranks(values: np.ndarray, directions) -> np.ndarray:
     """Front index of each row under non-dominated sorting (Deb et al. 2002): 0 for the Pareto
     front, 1 for the front of what remains, and so on. Rows must have no missing values."""
     v = np.asarray(values, float)
-    ranks = np.full(len(v), -1)
-    rank = 0
-    while (ranks < 0).any():
-        left = np.flatnonzero(ranks < 0)
-        ranks[left[pareto_mask(v[left], directions)]] = rank
-        rank += 1
-    return ranks
+    if len(v) == 0:
+        return np.zeros(0, int)
+    signed = v * np.array([1.0 if d == "max" else -1.0 for d in directions])
+    return np.asarray(moocore.pareto_rank(signed, maximise=True), int)
 
 
 def crowding_distance(values: np.ndarray) -> np.ndarray:
