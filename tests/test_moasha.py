@@ -19,6 +19,10 @@ def test_nondominated_ranks_match_optuna():
     np.testing.assert_array_equal(ours, _fast_non_domination_rank(values))
     flipped = nondominated_ranks(-values, ["max", "max", "max"])
     np.testing.assert_array_equal(flipped, ours)
+    # one objective to minimise (a single-task trial's rung): the smaller loss ranks first
+    np.testing.assert_array_equal(nondominated_ranks(np.array([[0.5], [0.3]]), ["min"]), [1, 0])
+    with pytest.raises(ValueError, match=r"directions must be 'max' or 'min', got \['up'\]"):
+        nondominated_ranks(values, ["min", "up", "min"])
 
 
 def test_crowding_distance_by_hand():

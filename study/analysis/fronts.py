@@ -7,6 +7,19 @@ import pandas as pd
 
 
 # ---- Pareto front -------------------------------------------------------------------------------
+def _larger_is_better(values, directions) -> np.ndarray:
+    """``values`` as a float (n, k) array with every column turned so that larger is better;
+    the shape and the directions checked. (Signs rather than moocore's per-column ``maximise``:
+    moocore 0.3.2's ``pareto_rank`` ranks ``maximise=[False]`` as if maximising.)"""
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 2 or v.shape[1] != len(directions):
+        raise ValueError(f"values must be (n, {len(directions)}), got shape {v.shape}")
+    bad = [d for d in directions if d not in ("max", "min")]
+    if bad:
+        raise ValueError(f"directions must be 'max' or 'min', got {bad}")
+    return v * np.array([1.0 if d == "max" else -1.0 for d in directions])
+
+
 def pareto_mask(values: np.ndarray, directions) -> np.ndarray:
     """True for rows not dominated by any other row.
 
@@ -14,15 +27,9 @@ def pareto_mask(values: np.ndarray, directions) -> np.ndarray:
     never on the front (a trial without a task's metric cannot trade it off). Equal rows do not
     dominate each other, so ties are all on the front.
     """
-    v = np.asarray(values, dtype=float)
-    if v.ndim != 2 or v.shape[1] != len(directions):
-        raise ValueError(f"values must be (n, {len(directions)}), got shape {v.shape}")
-    bad = [d for d in directions if d not in ("max", "min")]
-    if bad:
-        raise ValueError(f"directions must be 'max' or 'min', got {bad}")
-    signed = v * np.array([1.0 if d == "max" else -1.0 for d in directions])  # larger is better
+    signed = _larger_is_better(values, directions)
     valid = ~np.isnan(signed).any(axis=1)
-    mask = np.zeros(len(v), bool)
+    mask = np.zeros(len(signed), bool)
     if valid.any():  # moocore (C); keep_weakly: equal rows stay, as the docstring says
         mask[valid] = moocore.is_nondominated(signed[valid], maximise=True, keep_weakly=True)
     return mask
@@ -31,11 +38,9 @@ def pareto_mask(values: np.ndarray, directions) -> np.ndarray:
 def nondominated_ranks(values: np.ndarray, directions) -> np.ndarray:
     """Front index of each row under non-dominated sorting (Deb et al. 2002): 0 for the Pareto
     front, 1 for the front of what remains, and so on. Rows must have no missing values."""
-    v = np.asarray(values, float)
-    if len(v) == 0:
+    if len(values) == 0:
         return np.zeros(0, int)
-    signed = v * np.array([1.0 if d == "max" else -1.0 for d in directions])
-    return np.asarray(moocore.pareto_rank(signed, maximise=True), int)
+    return np.asarray(moocore.pareto_rank(_larger_is_better(values, directions), maximise=True), int)
 
 
 def crowding_distance(values: np.ndarray) -> np.ndarray:

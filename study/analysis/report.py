@@ -202,7 +202,7 @@ def analyse(tables: dict, configs: pd.DataFrame, objectives: dict, space) -> dic
         "overfit": overfit, "stl_mtl": A.stl_vs_mtl_overfitting(overfit),
         "methods": methods if len(methods) > 1 else None,
         "importance": (A.parameter_importance(configs, space) if space is not None
-                       else pd.DataFrame(columns=["objective", "param", "importance"])),
+                       else pd.DataFrame(columns=["method", "objective", "param", "importance"])),
         "baseline": baseline,
         "comparison": (A.compare_to_baseline(trials, predictions, baseline=baseline)
                        if baseline and "param_config" in trials else None),
@@ -238,8 +238,8 @@ CAPTIONS = {  # what to look for in each plot
                        "mean over seeds with a band of one standard deviation.",
     "stl_vs_mtl_curves": "Each single-task configuration beside the best multi-task one: where validation loss turns up.",
     "stl_vs_mtl_overfitting": "Epoch of the best validation loss per task, single-task against multi-task runs.",
-    "hypervolume": "How the front's hypervolume grew as configurations completed; the bar at the last step is its "
-                   "95 % bootstrap interval (none from one seed).",
+    "hypervolume": "How the front's hypervolume grew as configurations completed; the bars are its 95 % "
+                   "bootstrap interval along the way, the last one the summary's (none from one seed).",
     "methods": "Each weighting method's configurations on the tuned static front (filled: no static mean dominates it).",
     "importance": "Which settings matter for each objective, over configuration means: fANOVA (Optuna's default; "
                   "share of variance) beside PED-ANOVA (what optuna-dashboard shows; what sets the best 10 % "
