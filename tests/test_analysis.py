@@ -14,7 +14,7 @@ from study import analysis as A
 from study.analysis import hypervolume as HV
 from study.report import main as report_main
 from study.analysis.report import render
-from study.analysis.significance import compare_recipes, mean_interval
+from study.analysis.significance import compare_recipes
 from study.results.tables import load
 
 from .fixture_experiment import make_experiment
@@ -210,7 +210,39 @@ def test_config_table_mean_and_t_interval_by_hand():
     assert (configs.loc["A", "val_a_ci_low"], configs.loc["A", "val_a_ci_high"]) == pytest.approx((0.6 - half, 0.6 + half))
     assert configs.loc["A", "repeats"] == 4 and configs.loc["A", "repeats_finished"] == 3
     assert np.isnan(configs.loc["B", "val_a_std"])  # one seed: no spread claimed
-    assert mean_interval([1.0]) [0] == 1.0 and np.isnan(mean_interval([])[0])
+
+
+def test_config_table_equals_a_per_configuration_student_t_on_a_large_ragged_table():
+    """The table computed at once equals scipy's Student-t interval taken configuration by
+    configuration: 300 configurations of 1 to 5 seeds, missing values, failed trials."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for c in range(300):
+        for r in range(rng.integers(1, 6)):
+            rows.append({"trial_id": f"{c}-{r}", "config_id": f"c{c}", "repeat": r,
+                         "status": "ERROR" if rng.random() < 0.1 else "TERMINATED", "finished_at": float(len(rows)),
+                         "param_x": c % 7, "val_ml_f1": rng.random() if rng.random() > 0.1 else np.nan,
+                         "val_oc_mae": rng.random() * 3})
+    trials = pd.DataFrame(rows)
+    table = A.config_table(trials).set_index("config_id")
+    for cid, group in trials.groupby("config_id"):
+        done = group[group["status"] == "TERMINATED"]
+        assert table.loc[cid, "repeats"] == len(group) and table.loc[cid, "repeats_finished"] == len(done)
+        assert table.loc[cid, "finished_at"] == group["finished_at"].max()
+        for m, (lo, hi) in (("val_ml_f1", (0, 1)), ("val_oc_mae", (0, 4))):
+            v = done[m].dropna().to_numpy()
+            if len(v) == 0:
+                assert np.isnan(table.loc[cid, f"{m}_mean"])
+                continue
+            assert table.loc[cid, f"{m}_mean"] == pytest.approx(v.mean(), abs=1e-12)
+            if len(v) < 2:
+                assert np.isnan(table.loc[cid, f"{m}_ci_low"]) and np.isnan(table.loc[cid, f"{m}_std"])
+                continue
+            low, high = stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
+            assert table.loc[cid, f"{m}_ci_low"] == pytest.approx(max(low, lo), abs=1e-12)
+            assert table.loc[cid, f"{m}_ci_high"] == pytest.approx(min(high, hi), abs=1e-12)
 
 
 def test_hierarchical_bootstrap_reduces_to_known_bootstraps():

@@ -86,9 +86,9 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
     data = json.loads(out.read_text())
     assert data["quick"] is True and data["machine"]["cores"] >= 1 and data["machine"]["tensorflow"]
     by_name = {b["name"]: b for b in data["benchmarks"]}
-    assert set(by_name) == {"feature_cache", "decoding", "throughput", "labeler", "search", "sweep"}
+    assert set(by_name) == {"feature_cache", "decoding", "throughput", "labeler", "search", "sweep", "scale"}
     findings = [f for b in data["benchmarks"] for f in b["findings"]]
-    assert {f["benchmark"].split()[0] for f in findings} == {"1", "2", "3", "4", "5", "6", "7"}
+    assert {f["benchmark"].split()[0] for f in findings} == {"1", "2", "3", "4", "5", "6", "7", "9"}
     for f in findings:
         assert math.isfinite(f["ratio"]) and f["met"] in (True, False, None)
         assert f["target"] is None or f["target"][0] in ("<=", ">=")
@@ -116,6 +116,14 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
             assert all(0 <= p["hypervolume"] <= 1.1 ** 3 and p["seconds"] <= found["seconds_budget"] + 1e-6
                        for p in points)
             assert len(points) == 6 if "ASHA" not in key else len(points) >= 6
+
+    scale = by_name["scale"]["details"]  # this tree against the baseline's code, side by side
+    assert [r["configs"] for r in scale["analysis"]] == [5, 10] and len(scale["bookkeeping"]) == 2
+    for row in scale["analysis"]:
+        parts = ("front", "hypervolume", "methods", "overfitting", "recipes")
+        assert row["ours"]["report"] > 0 and row["ours"]["parts"] == pytest.approx(sum(row["ours"][p] for p in parts))
+        if row["baseline"] is not None:  # a clone without history has no baseline to extract
+            assert row["same_answers"] is True  # fronts, P(on front), hypervolumes, methods, recipes
 
     runs = by_name["sweep"]["details"]
     assert runs["same_settings"] is True and runs["train_worker_start"] > 0

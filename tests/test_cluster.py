@@ -211,7 +211,9 @@ def test_sweep_with_results_on_a_uri(tmp_path, monkeypatch):
     assert len(trials) == 2 and (trials["status"] == "TERMINATED").all()
     for tid in trials["trial_id"]:
         assert (remote / "trials" / tid / "result.json").exists()
-        assert json.loads((remote / "trials" / tid / "checkpoint" / "checkpoint.json").read_text())["latest"]
+        # finished: the evaluated weights and their configs stay, the resume checkpoint goes
+        assert (remote / "trials" / tid / "weights.npz").exists() and (remote / "trials" / tid / "model.json").exists()
+        assert not (remote / "trials" / tid / "checkpoint").exists()
     assert (remote / "study.json").exists() and list((remote / "dataset").glob("*/features.npy"))
     assert list((tmp_path / "cache" / "experiments").glob("*/remote/study.log"))  # the working copy
 

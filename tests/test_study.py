@@ -373,6 +373,11 @@ def test_paper_grid_sweep_writes_contract_files_and_reproduces(tmp_path):
     assert (trials["started_at"] < trials["finished_at"]).all() and (trials["eval_seconds"] > 0).all()
     for trial_id in trials["trial_id"]:  # each trial's own log, even in a reused trial process
         assert "model.train: epoch 1:" in (exp / "trials" / trial_id / "trial.log").read_text()
+        # finished: the evaluated weights and the configs that rebuild the model, no resume checkpoint
+        kept = exp / "trials" / trial_id
+        assert (kept / "weights.npz").exists() and not (kept / "checkpoint").exists()
+        assert json.loads((kept / "model.json").read_text())["model_config"]["num_heads"] >= 1
+    assert not (exp / "driver.lock").exists()  # the driver let go of its study
 
     again = load(sweep(tmp_path, "--search-space", "paper", "--max-epochs", "1", "--repeats", "2",
                        "--name", "paper-again", "--max-concurrent", "1"))["trials"]

@@ -18,7 +18,6 @@ from study.results.files import write_parquet_atomic
 from study.results.layout import CONFIGS, STUDY, TRIALS
 
 from .fronts import finished, pareto_mask, with_pareto_column
-from .significance import mean_interval
 
 
 # ---- configurations over seeds ------------------------------------------------------------------
@@ -45,30 +44,51 @@ def config_table(trials: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFr
     trials = trials.assign(config_id=config_key(trials))
     params = [c for c in trials if c.startswith(("param_", "setting_"))]
     metrics = metric_columns(trials)
-    rows = []
-    for config_id, group in trials.groupby("config_id", sort=False):
-        done = finished(group)
-        row = {"config_id": config_id, "status": "TERMINATED" if len(done) else group["status"].iloc[-1],
-               "repeats": len(group), "repeats_finished": len(done),
-               "finished_at": group["finished_at"].max() if "finished_at" in group else np.nan,
-               **{p: group[p].iloc[0] for p in params}}
+    # one grouping for the whole table (a loop over configurations costs seconds at a thousand)
+    groups = trials.groupby("config_id", sort=False)
+    first = groups.head(1).set_index("config_id")
+    out = pd.DataFrame({"config_id": first.index})
+    done = finished(trials)
+    n_done = done.groupby("config_id", sort=False).size().reindex(first.index, fill_value=0).to_numpy()
+    last_status = groups.tail(1).set_index("config_id")["status"].reindex(first.index).to_numpy()
+    out["status"] = np.where(n_done > 0, "TERMINATED", last_status)
+    out["repeats"] = groups.size().reindex(first.index).to_numpy()
+    out["repeats_finished"] = n_done
+    out["finished_at"] = (groups["finished_at"].max().reindex(first.index).to_numpy()
+                          if "finished_at" in trials else np.nan)
+    for p in params:
+        out[p] = first[p].to_numpy()
+    if metrics:
+        by = done.groupby("config_id", sort=False)[metrics]
+        n = by.count().reindex(first.index)
+        mean, sd = by.mean().reindex(first.index), by.std(ddof=1).reindex(first.index)
+        half = _t_quantile(n.to_numpy(float), confidence) * sd / np.sqrt(n)
         for m in metrics:
-            mean, sd, low, high = mean_interval(done[m].to_numpy(float), confidence)
-            low, high = clip_to_range(m, low, high)
-            row.update({f"{m}_mean": mean, f"{m}_std": sd, f"{m}_ci_low": low, f"{m}_ci_high": high})
-        rows.append(row)
-    return pd.DataFrame(rows)
+            few = (n[m] < 2).to_numpy()  # one seed: no spread, no interval
+            low, high = clip_to_range(m, (mean[m] - half[m]).to_numpy(), (mean[m] + half[m]).to_numpy())
+            out[f"{m}_mean"] = mean[m].to_numpy()
+            out[f"{m}_std"] = np.where(few, np.nan, sd[m].to_numpy())
+            out[f"{m}_ci_low"], out[f"{m}_ci_high"] = np.where(few, np.nan, low), np.where(few, np.nan, high)
+    return out
 
 
-def clip_to_range(metric: str, low: float, high: float) -> tuple[float, float]:
-    """An interval's ends clipped to the range the metric can take (``NATURAL_RANGES``): a
-    Student-t interval from few seeds can reach past 1 for an F1 or below 0 for an accuracy,
-    which no model can score. A metric without a known range is left as it is."""
+def _t_quantile(n: np.ndarray, confidence: float) -> np.ndarray:
+    """Student-t quantile for a two-sided ``confidence`` interval of a mean of ``n`` values (NaN below 2)."""
+    from scipy.stats import t
+
+    with np.errstate(invalid="ignore"):
+        return np.where(n >= 2, t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)), np.nan)
+
+
+def clip_to_range(metric: str, low, high):
+    """An interval's ends (numbers or arrays) clipped to the range the metric can take
+    (``NATURAL_RANGES``): a Student-t interval from few seeds can reach past 1 for an F1 or below
+    0 for an accuracy, which no model can score. A metric without a known range is left as it is."""
     bare = bare_metric(metric)
-    if bare not in NATURAL_RANGES or low != low:
+    if bare not in NATURAL_RANGES:
         return low, high
     lo, hi = sorted(NATURAL_RANGES[bare])
-    return max(low, lo), min(high, hi)
+    return np.clip(low, lo, None), np.clip(high, None, hi)
 
 
 def mean_objectives(objectives: dict[str, str]) -> dict[str, str]:

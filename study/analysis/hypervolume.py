@@ -72,6 +72,20 @@ def fixed_hypervolume(values: np.ndarray, objectives: dict[str, str], bounds: np
     return hypervolume(values, list(objectives.values()), bounds=bounds, reference=1.0)
 
 
+def unit_hypervolume(norm: np.ndarray) -> float:
+    """:func:`fixed_hypervolume` of rows already normalised by the bounds (:func:`normalise`: 0
+    best, 1 worst, no missing values). Bootstraps normalise all their resamples once and call
+    this thousands of times."""
+    if not len(norm):
+        return 0.0
+    k = norm.shape[1]  # one indicator per number of objectives: its set-up is most of a small call
+    indicator = _UNIT_INDICATORS.get(k) or _UNIT_INDICATORS.setdefault(k, moocore.Hypervolume(ref=np.ones(k)))
+    return float(indicator(norm))
+
+
+_UNIT_INDICATORS: dict[int, moocore.Hypervolume] = {}
+
+
 def hypervolume_summary(trials: pd.DataFrame, objectives: dict[str, str], *, n_boot: int = 1000,
                         seed: int = 0, confidence: float = 0.95) -> dict:
     """Hypervolume of the configuration means with fixed bounds, and its bootstrap interval over
@@ -120,7 +134,8 @@ def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], bounds
     seeds = {cid: seeds[cid] for cid in ids if cid in seeds}  # in completion order
     position = {cid: i for i, cid in enumerate(ids)}
     order = np.array([position[cid] for cid in seeds], int)  # where each resampled configuration completed
-    boots = (bootstrap_means(seeds, n_boot, np.random.default_rng(seed))
+    boots = (normalise(bootstrap_means(seeds, n_boot, np.random.default_rng(seed)), list(objectives.values()),
+                       bounds)[0]  # (C, B, k), normalised once
              if seeds and max(len(v) for v in seeds.values()) >= 2 else None)
     steps = set(np.linspace(0, len(ids) - 1, min(len(ids), INTERVAL_STEPS)).round().astype(int).tolist())
     alpha = (1 - confidence) / 2
@@ -129,7 +144,7 @@ def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], bounds
         low = high = np.nan
         so_far = order <= i
         if boots is not None and i in steps and so_far.any():
-            draws = [fixed_hypervolume(boots[so_far, b, :], objectives, bounds) for b in range(n_boot)]
+            draws = [unit_hypervolume(boots[so_far, b, :]) for b in range(n_boot)]
             low, high = np.quantile(draws, [alpha, 1 - alpha])
         rows.append({"n_configs": i + 1, "config_id": cid, "ci_low": low, "ci_high": high,
                      "hypervolume": fixed_hypervolume(values[: i + 1], objectives, bounds)})

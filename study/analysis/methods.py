@@ -10,7 +10,8 @@ import pandas as pd
 
 from .configs import _seed_values, config_key, mean_objectives
 from .fronts import pareto_mask
-from .hypervolume import fixed_hypervolume, objective_bounds
+from .hypervolume import normalise, objective_bounds, unit_hypervolume
+from .parallel import map_draws
 
 
 # ---- weighting methods against tuned static weights ---------------------------------------------
@@ -77,28 +78,15 @@ def method_comparison(trials: pd.DataFrame, objectives: dict[str, str], *, refer
                   else [sorted(rng.choice(n_ref, k, replace=False)) for _ in range(MAX_SUBSETS)])
         subsets[k] = [(sub, np.setdiff1d(np.arange(n_ref), sub)) for sub in chosen]
 
-    def measures(means: dict) -> dict:  # {method: (hv, hv_static_k, hv_diff, contribution, static_k_beyond)}
-        stack = {m: np.stack([means[c] for c in ids[m]]) for m in methods}
-        ref = stack[reference]
-        ref_hv = fixed_hypervolume(ref, objectives, bounds)
-        by_k = {}  # k -> (mean hv of k reference configs, mean of what k of them add beyond the others)
-        for k, pairs in subsets.items():
-            by_k[k] = (float(np.mean([fixed_hypervolume(ref[sub], objectives, bounds) for sub, _ in pairs])),
-                       float(np.mean([ref_hv - fixed_hypervolume(ref[rest], objectives, bounds) for _, rest in pairs]))
-                       if k < n_ref else np.nan)
-        out = {}
-        for m in methods:
-            hv = fixed_hypervolume(stack[m], objectives, bounds)
-            equal, null = by_k[min(len(ids[m]), n_ref)]
-            joint = fixed_hypervolume(np.concatenate([ref, stack[m]]), objectives, bounds)
-            out[m] = (hv, equal, hv - equal, joint - ref_hv, null)
-        return out
-
-    means = {c: v.mean(axis=0) for c, v in values.items()}
-    point = measures(means)
-    draws = [measures({c: v[rng.integers(0, len(v), len(v))].mean(axis=0) for c, v in values.items()})
-             for _ in range(n_boot)]
-    front = dict(zip(values, pareto_mask(np.stack(list(means.values())), list(objectives.values()))))
+    directions = list(objectives.values())
+    pos = {m: np.array([i for i, c in enumerate(values) if method[c] == m]) for m in methods}
+    plan = (pos, reference, subsets)
+    means = np.stack([v.mean(axis=0) for v in values.values()])
+    point = _measures(normalise(means, directions, bounds)[0], *plan)
+    resampled = normalise(resampled_means(values, n_boot, rng), directions, bounds)[0]  # (B, C, k)
+    hv_calls = 2 * sum(len(pairs) for pairs in subsets.values()) + 2 * len(methods)  # per draw
+    draws = map_draws(_measures_of_draws, resampled, *plan, seconds_each=hv_calls * 6e-5)
+    front = dict(zip(values, pareto_mask(means, directions)))
     tail = (1 - confidence) / 2
     rows = []
     for m in methods:
@@ -121,6 +109,50 @@ def method_comparison(trials: pd.DataFrame, objectives: dict[str, str], *, refer
                      "beyond_diff": point[m][3] - point[m][4], "beyond_diff_low": b_low, "beyond_diff_high": b_high,
                      "tuned_verdict": tuned})
     return pd.DataFrame(rows, columns=columns)
+
+
+def _measures(norm: np.ndarray, pos: dict, reference: str, subsets: dict) -> dict:
+    """Per method ``(hv, hv_static_k, hv_diff, contribution, static_k_beyond)`` of one set of
+    configuration means ``norm`` (C, k), normalised by the bounds (:func:`method_comparison`)."""
+    ref = norm[pos[reference]]
+    n_ref = len(ref)
+    ref_hv = unit_hypervolume(ref)
+    by_k = {}  # k -> (mean hv of k reference configs, mean of what k of them add beyond the others)
+    for k, pairs in subsets.items():
+        by_k[k] = (float(np.mean([unit_hypervolume(ref[sub]) for sub, _ in pairs])),
+                   float(np.mean([ref_hv - unit_hypervolume(ref[rest]) for _, rest in pairs]))
+                   if k < n_ref else np.nan)
+    out = {}
+    for m, rows in pos.items():
+        hv = unit_hypervolume(norm[rows])
+        equal, null = by_k[min(len(rows), n_ref)]
+        joint = unit_hypervolume(np.concatenate([ref, norm[rows]]))
+        out[m] = (hv, equal, hv - equal, joint - ref_hv, null)
+    return out
+
+
+def _measures_of_draws(draws: np.ndarray, pos: dict, reference: str, subsets: dict) -> list:
+    return [_measures(norm, pos, reference, subsets) for norm in draws]
+
+
+def resampled_means(values: dict[str, np.ndarray], n_boot: int, rng: np.random.Generator,
+                    max_bytes: float = 64e6) -> np.ndarray:
+    """``(B, C, k)``: ``B = n_boot`` draws, each resampling every configuration's seeds with
+    replacement (draw by draw, configuration by configuration: the order in which the methods
+    comparison has always drawn, so its numbers stay those of earlier versions). All draws are
+    made at once, in blocks of at most ``max_bytes``; :func:`study.analysis.configs.bootstrap_means`
+    draws configuration by configuration instead."""
+    stacked = np.concatenate(list(values.values()))                       # (seeds of all, k)
+    lengths = np.array([len(v) for v in values.values()])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    high, offset = np.repeat(lengths, lengths), np.repeat(starts, lengths)  # per resampled seed
+    block = max(1, int(max_bytes // (stacked.nbytes + 1)))
+    out = []
+    for first in range(0, n_boot, block):
+        n = min(block, n_boot - first)
+        picks = rng.integers(0, np.tile(high, n)).reshape(n, -1) + offset  # same stream as one call per config
+        out.append(np.add.reduceat(stacked[picks], starts, axis=1) / lengths[:, None])
+    return np.concatenate(out) if out else np.empty((0, len(lengths), stacked.shape[1]))
 
 
 def beyond_reference(configs: pd.DataFrame, objectives: dict[str, str], reference: str = "static") -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Significance for recipe comparisons: a paired, hierarchical bootstrap over test samples and seeds
-(:func:`compare_recipes`), Student-t intervals over seeds (:func:`mean_interval`) and Holm's
-correction for a family of tests (:func:`holm`)."""
+(:func:`compare_recipes`) and Holm's correction for a family of tests (:func:`holm`). Student-t
+intervals over seeds are computed for a whole table at once by :func:`study.analysis.configs.config_table`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -90,19 +90,3 @@ def compare_recipes(a: dict, b: dict, statistic, *, n_boot: int = 2000, confiden
     return RecipeResult(mean_a, mean_b, mean_a - mean_b, float(np.quantile(d, alpha)),
                         float(np.quantile(d, 1 - alpha)), float(p), p_seed, len(per_seed_a), len(per_seed_b))
 
-
-def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """``(mean, sd, low, high)`` of values over seeds: Student-t interval of the mean
-    (sd with n - 1; NaN spread with fewer than two values)."""
-    from scipy.stats import t
-
-    v = np.asarray(values, float)
-    v = v[~np.isnan(v)]
-    if len(v) == 0:
-        return (np.nan,) * 4
-    mean = float(v.mean())
-    if len(v) < 2:
-        return mean, np.nan, np.nan, np.nan
-    sd = float(v.std(ddof=1))
-    half = float(t.ppf(0.5 + confidence / 2, len(v) - 1)) * sd / np.sqrt(len(v))
-    return mean, sd, mean - half, mean + half

@@ -3,9 +3,10 @@ its tables. Everything that reads or writes them names them from here.
 
     <storage>/<name>/
         study.json, optuna.db, trials.parquet, configs.parquet, epochs.parquet, predictions.parquet,
-        summary.md, comparison.csv, methods.csv, plots/, study.log
+        summary.md, comparison.csv, methods.csv, plots/, study.log, driver.lock (while it runs)
         trials/<trial_id>/   result.json | error.json | stopped.json, epochs.parquet,
-                             predictions.parquet, checkpoint/, trial.log
+                             predictions.parquet, trial.log, and either checkpoint/ (while it
+                             trains, or stopped or failed) or weights.npz + model.json (finished)
 """
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ RECORD_TABLES = (TRIALS, CONFIGS, EPOCHS, PREDICTIONS)
 OPTUNA_DB = "optuna.db"  # the searcher's Optuna study, beside the tables
 REPORT_FILES = ("summary.md", "comparison.csv", "methods.csv", "overfitting.csv", "plots")
 STUDY_LOG = "study.log"
+DRIVER_LOCK = "driver.lock"  # the running driver (host, pid, since): one driver per study
 TRIALS_DIR = "trials"
 RAY_STATE = "ray"  # Ray Tune's experiment state and Ray Train's runs: machinery, not results
 
 # ---- one trial's directory (trials/<trial_id>/) ----
 RESULT, ERROR, STOPPED = "result.json", "error.json", "stopped.json"  # the final record, one of them
-CHECKPOINT = "checkpoint"
+CHECKPOINT = "checkpoint"  # the resume checkpoint: dropped once the trial has finished
+WEIGHTS, MODEL_CONFIG = "weights.npz", "model.json"  # what a finished trial keeps of its model
 TRIAL_LOG = "trial.log"
 
 # ---- columns ----

@@ -19,6 +19,8 @@ import ray
 from study.analysis.configs import write_front
 from study.results.files import write_json_atomic
 from study.results.layout import FINAL_STATUSES, OPTUNA_DB, RECORD_TABLES, REPORT_FILES, STUDY, STUDY_LOG
+from study.results.lock import DriverLock, StudyLocked
+from study.results.lock import describe as describe_holder
 from study.results.remote import bundle_dataset
 from study.results.tables import consolidate
 from study.spec.flags import python_command, resume_command
@@ -33,10 +35,26 @@ from .nodes import NodeWatch, off_this_machine
 
 def execute(plan: StudyPlan) -> tuple[Path, int]:
     """Run the planned study; ``(experiment directory, exit status)``: 0 when every trial
-    finished, 1 when the sweep was interrupted or owes trials, or any trial ended in ERROR."""
+    finished, 1 when the sweep was interrupted or owes trials, or any trial ended in ERROR.
+    The study's lock is held throughout: a second driver of the same study is refused before
+    it does anything (:mod:`study.results.lock`)."""
+    lock = DriverLock(plan.experiment_dir, plan.location.remote)
+    try:
+        lock.acquire()
+    except StudyLocked as exc:
+        raise SystemExit(str(exc)) from None
+    try:
+        return _run(plan, lock)
+    finally:
+        lock.release()
+
+
+def _run(plan: StudyPlan, lock: DriverLock) -> tuple[Path, int]:
     args, location, space = plan.args, plan.location, plan.space
     experiment_dir = plan.experiment_dir
     setup_logging(experiment_dir, args.verbose)
+    if lock.took_over:
+        print(f"taking over the lock of a driver that ended ({describe_holder(lock.took_over)})")
     clock = time.perf_counter()
     timings = {}
     dataset = prepare_data(args, plan.cohort_dir)

@@ -20,7 +20,7 @@ import pandas as pd
 from ray import tune
 
 import study.analysis as A
-from study.results.layout import RESULT, TRIALS, TRIALS_DIR
+from study.results.layout import RESULT, TRIALS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +42,23 @@ def describe(params: dict, seed_index: int | None = None, weighting: str = "stat
 
 def study_state(trials: pd.DataFrame, objectives: dict[str, str], expected: int) -> dict:
     """Counts, the best configuration mean per objective with its seed count, front size and
-    hypervolume of the front of configuration means (bounds as :func:`study.analysis.hypervolume_summary`)."""
+    hypervolume of the front of configuration means (bounds as :func:`study.analysis.hypervolume_summary`).
+    Only the objectives are grouped (a few milliseconds at a thousand configurations)."""
     status = trials["status"].value_counts() if len(trials) else pd.Series(dtype=int)
     state = {"done": int(status.get("TERMINATED", 0)), "failed": int(status.get("ERROR", 0)),
              "stopped": int(status.get("STOPPED", 0)), "expected": expected, "best": {},
              "front": 0, "hypervolume": np.nan}
-    configs = A.finished(A.config_table(trials)) if len(trials) else pd.DataFrame()
-    cols = [f"{m}_mean" for m in objectives]
-    if configs.empty or not set(cols) <= set(configs):
+    done = A.finished(trials) if len(trials) else trials
+    if done.empty or not set(objectives) <= set(done):
         return state
+    by_config = done[list(objectives)].groupby(A.config_key(done).to_numpy(), sort=False)
+    means, seeds = by_config.mean(), by_config.count()
     for metric, mode in objectives.items():
-        column = configs[f"{metric}_mean"].dropna()
+        column = means[metric].dropna()
         if len(column):
             best = column.idxmax() if mode == "max" else column.idxmin()
-            state["best"][metric] = (float(column[best]), int(configs.loc[best, "repeats_finished"]))
-    values = configs[cols].to_numpy(float)
+            state["best"][metric] = (float(column[best]), int(seeds.loc[best, metric]))
+    values = means.to_numpy(float)
     values = values[~np.isnan(values).any(axis=1)]
     if len(values):
         state["front"] = int(A.pareto_mask(values, list(objectives.values())).sum())
@@ -123,12 +125,13 @@ def progress_line(event: str, what: str, state: dict, elapsed: float, durations:
 
 
 class ProgressLines(tune.Callback):
-    """Prints :func:`progress_line` for every trial event. The study's state is read from the
-    records when a trial ends (after :class:`study.sweep.tuner.ResultsCallback` has written them) and
-    kept for the start events in between, which change nothing in them."""
+    """Prints :func:`progress_line` for every trial event. The study's state is computed from
+    ``records`` (:class:`study.results.tables.Records`, kept by
+    :class:`study.sweep.tuner.ResultsCallback`, which runs first) when a trial ends, and kept for
+    the start events in between, which change nothing in them."""
 
-    def __init__(self, context, expected: int, out=print):
-        self.context, self.expected, self.out = context, expected, out
+    def __init__(self, context, expected: int, records, out=print):
+        self.context, self.expected, self.records, self.out = context, expected, records, out
         self.objectives = dict(zip(context.space.metrics, context.space.modes))
 
     def setup(self, **info):
@@ -142,9 +145,7 @@ class ProgressLines(tune.Callback):
                      f"{self.expected - recorded} to go", flush=True)
 
     def _read_records(self) -> None:
-        path = Path(self.context.experiment_dir) / TRIALS
-        trials = pd.read_parquet(path) if path.exists() else pd.DataFrame()
-        self.state = study_state(trials, self.objectives, self.expected)
+        self.state = study_state(self.records.trials, self.objectives, self.expected)
 
     def _line(self, event: str, trial, scores: dict | None = None) -> None:
         if event != "started":

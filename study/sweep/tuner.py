@@ -12,8 +12,9 @@ from ray import tune
 from study.results.files import write_json_atomic
 from study.results.layout import ERROR, OPTUNA_DB, RAY_STATE, RECORD_TABLES, RESULT, STOPPED, TRIALS_DIR
 from study.results.optuna_db import optuna_storage
+from study.results.layout import TRIALS
 from study.results.remote import Remote, pull_records, push_files
-from study.results.tables import consolidate
+from study.results.tables import Records
 from study.spec.request import REPEAT_KEY, StudyContext
 from study.spec.resources import ResourcePlan
 from study.spec.space import SearchSpace
@@ -26,22 +27,30 @@ log = logging.getLogger(__name__)
 
 
 class ResultsCallback(tune.Callback):
-    """Driver side: record how each trial ended and rewrite the Parquet files as trials finish."""
+    """Driver side: record how each trial ended and add it to ``trials.parquet`` as trials finish
+    (:class:`study.results.tables.Records`: one trial read and one small table written per
+    finished trial, whatever the number before it)."""
 
-    def __init__(self, context: StudyContext):
-        self.context = context
+    def __init__(self, context: StudyContext, records: Records):
+        self.context, self.records = context, records
 
     def _trial_dir(self, trial) -> Path:
         return Path(self.context.experiment_dir) / TRIALS_DIR / trial.trial_id
 
-    def _refresh(self):
+    def setup(self, **info):
+        local = Path(self.context.experiment_dir)
+        if self.context.remote_uri:  # a resumed sweep: what trials pushed from wherever they ran
+            pull_records(Remote(self.context.remote_uri), local)
+        self.records.open()
+
+    def _refresh(self, trial):
         local = Path(self.context.experiment_dir)
         remote = Remote(self.context.remote_uri) if self.context.remote_uri else None
-        if remote:  # trials pushed their records from wherever they ran
-            pull_records(remote, local)
-        consolidate(local)
+        if remote:  # the trial pushed its records from wherever it ran (not its weights)
+            remote.download(f"{TRIALS_DIR}/{trial.trial_id}", self._trial_dir(trial), skip_suffixes=(".npz",))
+        self.records.add(trial.trial_id)
         if remote:
-            push_files(remote, local, *RECORD_TABLES, OPTUNA_DB)
+            push_files(remote, local, TRIALS, OPTUNA_DB)
 
     def _record(self, trial, name: str, payload: dict) -> None:
         d = self._trial_dir(trial)
@@ -68,14 +77,14 @@ class ResultsCallback(tune.Callback):
                     if k == "epoch" or k.startswith("val_loss_")}  # what the scheduler judged
             self._record(trial, STOPPED, {**self._identity(trial), "last": last, "time": time.time(),
                                                  "error": f"stopped by the scheduler after epoch {last.get('epoch')}"})
-        self._refresh()
+        self._refresh(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if not self._finished_somewhere(trial, ERROR):  # the process died before writing it
             message = str(trial.get_error() or "trial failed").strip().splitlines()
             self._record(trial, ERROR, {**self._identity(trial), "time": time.time(),
                                                "error": message[-1] if message else "trial failed"})
-        self._refresh()
+        self._refresh(trial)
 
 
 def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, repeats: int,
@@ -87,6 +96,7 @@ def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, 
     search = StudySearch(space, repeats=repeats, seed=context.seed, study_name=name,
                          storage=optuna_storage(context.experiment_dir))
     num_samples = num_configs * repeats
+    records = Records(context.experiment_dir)  # shared: the progress lines read what it recorded
     scheduler = None
     if asha:
         from .moasha import MultiObjectiveASHA
@@ -106,7 +116,8 @@ def build_tuner(context: StudyContext, plan: ResourcePlan, *, num_configs: int, 
                                   progress_reporter=progress_reporter(space, num_samples) if verbose else None,
                                   failure_config=tune.FailureConfig(max_failures=context.max_failures),
                                   # in this order: the progress line reads the records just written
-                                  callbacks=[ResultsCallback(context), ProgressLines(context, num_samples)]))
+                                  callbacks=[ResultsCallback(context, records),
+                                             ProgressLines(context, num_samples, records)]))
 
 
 def progress_reporter(space: SearchSpace, num_samples: int):

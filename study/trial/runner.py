@@ -5,7 +5,10 @@ inside each Ray Train worker (several processes under ``MultiWorkerMirroredStrat
 a ``report`` callable. Everything a trial produces lands in its own directory
 ``<experiment>/trials/<trial_id>/``:
 
-* ``checkpoint/``: the training checkpoint, written every epoch (a restarted trial resumes here);
+* ``checkpoint/``: the training checkpoint, written every epoch (a restarted trial resumes here),
+  dropped when the trial finishes;
+* ``weights.npz``, ``model.json``: a finished trial's evaluated weights and the configs that
+  rebuild its model (:func:`keep_model`);
 * ``epochs.parquet``, ``predictions.parquet``: per-epoch losses and per-sample test predictions;
 * ``result.json``: written last and atomically; its presence means "finished". A restarted trial
   that finds it returns the recorded result without training, which makes trials exactly-once
@@ -18,17 +21,21 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 import traceback
 from pathlib import Path
+from dataclasses import asdict
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from data.dataset import PreparedDataset
 from model.train import Trainer
 from study.results.files import write_json_atomic, write_parquet_atomic
-from study.results.layout import CHECKPOINT, EPOCHS, ERROR, PREDICTIONS, RESULT, TRAIN_LOSSES, TRIAL_LOG, VAL_LOSSES
+from study.results.layout import (CHECKPOINT, EPOCHS, ERROR, MODEL_CONFIG, PREDICTIONS, RESULT, TRAIN_LOSSES,
+                                  TRIAL_LOG, VAL_LOSSES, WEIGHTS)
 from study.results.remote import local_dataset
 from study.spec.request import TrialRequest
 from study.spec.settings import build_configs
@@ -121,13 +128,29 @@ def _train_and_record(request, trial_dir, strategy, is_chief, report, sync) -> d
     epochs = pd.DataFrame(fit.history).assign(trial_id=request.trial_id)
     write_parquet_atomic(trial_dir / EPOCHS, epochs)
     write_parquet_atomic(trial_dir / PREDICTIONS, test_rows.assign(trial_id=request.trial_id))
+    keep_model(trainer, trial_dir)
     write_json_atomic(trial_dir / RESULT, result)  # last: marks the trial finished
     (trial_dir / ERROR).unlink(missing_ok=True)
+    shutil.rmtree(trial_dir / CHECKPOINT, ignore_errors=True)  # finished: nothing to resume
     if sync:
-        sync.push(EPOCHS, PREDICTIONS, TRIAL_LOG, RESULT)
+        sync.push(EPOCHS, PREDICTIONS, WEIGHTS, MODEL_CONFIG, TRIAL_LOG, RESULT)
         sync.remove(ERROR)  # an earlier failed attempt is superseded
+        sync.remove_checkpoint()
     report(_final_report(result, request.objectives))
     return result
+
+
+def keep_model(trainer: Trainer, trial_dir: Path) -> None:
+    """What a finished trial keeps of its model: the weights it was evaluated with (its best
+    epoch's, ``weights.npz`` in ``get_weights()`` order) and the configs that rebuild it
+    (``model.json``), about a quarter of the resume checkpoint, which also holds the last epoch's
+    weights and the optimizer's state."""
+    tmp = trial_dir / f".tmp-{WEIGHTS}"
+    with open(tmp, "wb") as f:
+        np.savez(f, *trainer.model.get_weights())
+    tmp.replace(trial_dir / WEIGHTS)
+    write_json_atomic(trial_dir / MODEL_CONFIG, {"model_config": trainer.model_cfg.to_dict(),
+                                                 "train_config": asdict(trainer.cfg)})
 
 
 def _final_report(result: dict, objectives: list) -> dict:

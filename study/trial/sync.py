@@ -32,6 +32,10 @@ class TrialSync:
         if self.remote.exists(f"{self.rel}/{name}"):
             self.remote.fs.delete_file(self.remote.path(f"{self.rel}/{name}"))
 
+    def remove_checkpoint(self) -> None:
+        """Drop the remote copy of the resume checkpoint (the trial has finished)."""
+        self.remote.delete_dir(f"{self.rel}/{CHECKPOINT}")
+
     def push_checkpoint(self) -> None:
         """Upload the newest checkpoint, then its pointer, then drop older remote checkpoints."""
         local = self.trial_dir / CHECKPOINT
