@@ -2,8 +2,8 @@
 
     python -m benchmarks.scale [--quick] [--baseline-rev REV] [--budget SECONDS]
 
-Synthetic studies of 10, 100, 1,000 and 3,000 configurations x 3 seeds with 3 objectives, and of
-10, 100 and 1,000 with 5 (weights a, b, c and a weighting method per configuration; metrics that
+Synthetic studies of 10, 30, 100, 1,000 and 3,000 configurations x 3 seeds with 3 objectives,
+and of 10, 30, 100 and 1,000 with 5 (weights a, b, c and a weighting method per configuration; metrics that
 trade off with the weights, seed noise on top; 10 epochs per trial; see
 ``benchmarks/scale_measure.py``). Timed, in a fresh process per size:
 
@@ -16,7 +16,8 @@ trade off with the weights, seed noise on top; 10 epochs per trial; see
 
 Each measure runs twice, side by side: in this tree and in ``--baseline-rev`` (default: the
 commit before this work), extracted with ``git archive`` into the workspace, at every size where
-the baseline finishes within ``--budget`` seconds. Where both finish, their answers are
+the baseline finishes within ``--budget`` seconds (a size where its previous time, grown as n^2,
+would exceed the budget is not tried). Where both finish, their answers are
 compared (hypervolumes to 1e-9, the front and P(on front) exactly). The growth exponent is the
 slope of log(time) over log(size) between the two largest sizes measured.
 """
@@ -33,7 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_REV = "f2b92d4"  # before moocore and incremental records (issue 25)
-FULL = {"configs": {3: (10, 100, 1000, 3000), 5: (10, 100, 1000)}, "finished": (10, 100, 1000), "budget": 600}
+FULL = {"configs": {3: (10, 30, 100, 1000, 3000), 5: (10, 30, 100, 1000)}, "finished": (10, 100, 1000),
+        "budget": 600}
 QUICK = {"configs": {3: (5, 10)}, "finished": (3, 10), "budget": 120}
 SEEDS = 3
 MEASURE = Path(__file__).resolve().parent / "scale_measure.py"  # the child, run in either tree
@@ -113,10 +115,12 @@ def run(ws, *, baseline_rev: str = BASELINE_REV, budget: float | None = None):
         return ours, theirs
 
     for k, sizes in size["configs"].items():
-        baseline_gone = False
+        last = None  # the baseline's last (size, seconds): it is not run where it would overrun
         for n in sizes:
-            ours, theirs = both({"measure": "analysis", "n": n, "objectives": k, "skip_baseline": baseline_gone})
-            baseline_gone = baseline_gone or theirs is None
+            # its cost grows at least as n^2: skip a size it cannot finish within the budget
+            hopeless = last is None and n != sizes[0] or (last and last[1] * (n / last[0]) ** 2 > budget)
+            ours, theirs = both({"measure": "analysis", "n": n, "objectives": k, "skip_baseline": bool(hopeless)})
+            last = (n, theirs["seconds"]["report"]) if theirs else None
             row = {"objectives": k, "configs": n, "ours": ours["seconds"],
                    "baseline": theirs["seconds"] if theirs else None,
                    "same_answers": same_answers(ours["answers"], theirs["answers"]) if theirs else None}
@@ -124,7 +128,7 @@ def run(ws, *, baseline_rev: str = BASELINE_REV, budget: float | None = None):
             print(f"  report, {k} objectives, {n:5d} configurations: {ours['seconds']['report']:8.2f} s"
                   f"  (baseline {theirs['seconds']['report']:.2f} s, same answers: {row['same_answers']})" if theirs
                   else f"  report, {k} objectives, {n:5d} configurations: {ours['seconds']['report']:8.2f} s"
-                       f"  (baseline: not finished in {budget:.0f} s)", flush=True)
+                       f"  (baseline: would not finish in {budget:.0f} s)", flush=True)
     for n in size["finished"]:
         ours, theirs = both({"measure": "bookkeeping", "n": n})
         details["bookkeeping"].append({"finished": n, "ours": ours["seconds"],

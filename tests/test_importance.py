@@ -68,6 +68,16 @@ def test_study_terms_rank_a_b_c_and_fanova_finds_what_each_objective_depends_on(
     assert {"loss_weights_u1", "loss_weights_u2"} <= set(raw["param"]) and "a" not in set(raw["param"])
 
 
+def test_a_large_study_gets_a_smaller_forest_that_still_finds_the_dependence():
+    from study.analysis.importance import fanova_trees
+
+    assert [fanova_trees(n) for n in (10, 256, 257, 1000, 3000)] == [64, 64, 63, 16, 8]  # by hand
+    configs, _, _ = _configurations(n=400, seed=1)
+    fanova = A.parameter_importance(configs, SPACE, methods=("fanova",)).set_index(["objective", "param"])
+    assert fanova.loc[("val_rouge_l", "a"), "importance"] > 0.9  # 40 trees
+    assert fanova.loc[("val_oc_accuracy", "schedule"), "importance"] > 0.9
+
+
 def test_too_few_configurations_give_no_importance():
     configs, _, _ = _configurations(n=1)
     assert A.parameter_importance(configs, SPACE).empty
