@@ -138,7 +138,7 @@ def run(ws, *, baseline_rev: str = BASELINE_REV, budget: float | None = None):
 
     for k in size["configs"]:
         rows = [r for r in details["analysis"] if r["objectives"] == k]
-        largest = rows[-1]
+        largest = next((r for r in rows if r["configs"] == 1000), rows[-1])  # the targets are set at 1,000
         at = max((r for r in rows if r["baseline"]), key=lambda r: r["configs"], default=None)
         target = 60 if k == 3 else 300
         findings.append(Finding("9 scale", f"report analysis, {largest['configs']} configs x {SEEDS} seeds, {k} objectives",
@@ -168,8 +168,12 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.budget is not None and a.budget <= 0:
         p.error(f"--budget: must be > 0 seconds, got {a.budget}")
-    outcome = run_timed(lambda ws: run(ws, baseline_rev=a.baseline_rev, budget=a.budget), Workspace(a.workdir, a.quick))
+    ws = Workspace(a.workdir, a.quick)
+    outcome = run_timed(lambda ws: run(ws, baseline_rev=a.baseline_rev, budget=a.budget), ws)
     print("\n" + format_table(outcome.findings))
+    details = ws.root / "scale.json"  # every size's parts, for the docs' table
+    details.write_text(json.dumps(outcome.to_dict(), indent=1, default=float))
+    print(f"details: {details}")
     return outcome
 
 

@@ -10,6 +10,7 @@ from study.evaluation.names import NATURAL_RANGES, bare_metric
 
 from .configs import _seed_values, bootstrap_means, config_table, mean_objectives
 from .fronts import finished
+from .parallel import map_draws
 
 
 # ---- hypervolume --------------------------------------------------------------------------------
@@ -108,6 +109,12 @@ def hypervolume_summary(trials: pd.DataFrame, objectives: dict[str, str], *, n_b
             "ci_high": float(last["ci_high"]), "n_boot": n_boot if np.isfinite(last["ci_low"]) else 0}
 
 
+def _hypervolumes_along(draws: np.ndarray, masks: np.ndarray) -> list:
+    """For each draw (C, k) of normalised configuration means, the hypervolume of the
+    configurations of each row of ``masks`` (those completed by a step of the history)."""
+    return [[unit_hypervolume(norm[mask]) for mask in masks] for norm in draws]
+
+
 INTERVAL_STEPS = 40  # steps of the history that get an interval (evenly spaced, the last always)
 
 
@@ -137,15 +144,18 @@ def hypervolume_history(trials: pd.DataFrame, objectives: dict[str, str], bounds
     boots = (normalise(bootstrap_means(seeds, n_boot, np.random.default_rng(seed)), list(objectives.values()),
                        bounds)[0]  # (C, B, k), normalised once
              if seeds and max(len(v) for v in seeds.values()) >= 2 else None)
-    steps = set(np.linspace(0, len(ids) - 1, min(len(ids), INTERVAL_STEPS)).round().astype(int).tolist())
-    alpha = (1 - confidence) / 2
+    steps = sorted(set(np.linspace(0, len(ids) - 1, min(len(ids), INTERVAL_STEPS)).round().astype(int).tolist()))
+    steps = [i for i in steps if (order <= i).any()] if boots is not None else []
+    intervals = {}
+    if steps:  # per draw, the hypervolume at every step: the draws over the machine's cores
+        masks = np.array([order <= i for i in steps])                              # (S, C)
+        draws = np.array(map_draws(_hypervolumes_along, boots.transpose(1, 0, 2), masks,
+                                   seconds_each=len(steps) * 1e-4))             # (B, S)
+        alpha = (1 - confidence) / 2
+        intervals = dict(zip(steps, np.quantile(draws, [alpha, 1 - alpha], axis=0).T))
     rows = []
     for i, cid in enumerate(ids):
-        low = high = np.nan
-        so_far = order <= i
-        if boots is not None and i in steps and so_far.any():
-            draws = [unit_hypervolume(boots[so_far, b, :]) for b in range(n_boot)]
-            low, high = np.quantile(draws, [alpha, 1 - alpha])
+        low, high = intervals.get(i, (np.nan, np.nan))
         rows.append({"n_configs": i + 1, "config_id": cid, "ci_low": low, "ci_high": high,
                      "hypervolume": fixed_hypervolume(values[: i + 1], objectives, bounds)})
     return pd.DataFrame(rows, columns=columns)
