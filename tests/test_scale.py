@@ -52,6 +52,14 @@ def test_records_added_one_by_one_equal_a_full_consolidation_and_load_sees_every
         pd.testing.assert_frame_equal(on_disk, collect(exp)[0], check_dtype=False)
     records.add("a1")  # a trial reported twice stays one row
     assert pd.read_parquet(exp / "trials.parquet")["trial_id"].tolist().count("a1") == 1
+    # b0 failed, then a retry finished it: its result supersedes the error, as in a full collect
+    (exp / "trials" / "b0" / "error.json").unlink()
+    (exp / "trials" / "b0" / "result.json").write_text(json.dumps(
+        {**json.loads((exp / "trials" / "b1" / "result.json").read_text()), "trial_id": "b0", "repeat": 0, "seed": 0}))
+    records.add("b0")
+    on_disk = pd.read_parquet(exp / "trials.parquet")
+    assert on_disk.set_index("trial_id").loc["b0", "status"] == "TERMINATED"
+    pd.testing.assert_frame_equal(on_disk, collect(exp)[0], check_dtype=False)
     # the epochs and predictions were consolidated at open() only; load() adds the others' parts
     assert set(pd.read_parquet(exp / "predictions.parquet")["trial_id"]) == {"a0"}
     live, full = load(exp), collect(exp)
@@ -60,7 +68,7 @@ def test_records_added_one_by_one_equal_a_full_consolidation_and_load_sees_every
         pd.testing.assert_frame_equal(live[name].sort_values(key).reset_index(drop=True)[table.columns],
                                       table.sort_values(key).reset_index(drop=True), check_dtype=False)
     consolidate(exp)  # at the end of the sweep: the same tables, now whole on disk
-    assert set(pd.read_parquet(exp / "predictions.parquet")["trial_id"]) == {"a0", "a1", "b1"}
+    assert set(pd.read_parquet(exp / "predictions.parquet")["trial_id"]) == {"a0", "a1", "b0", "b1"}
 
 
 def _ragged(n_configs=40, seed=1, k=3):

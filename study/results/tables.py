@@ -158,7 +158,7 @@ class Records:
         """Record trial ``trial_id`` from its directory (a no-op while it has no final record)."""
         read = read_trial(self.experiment_dir / TRIALS_DIR / trial_id, tables=False)
         if read is not None:
-            self.rows.setdefault(trial_id, read[0])  # the first final record stays, as in collect
+            self.rows[trial_id] = read[0]  # what its directory holds now, as collect would read it
             self.trials = trial_table(list(self.rows.values()))
             write_parquet_atomic(self.experiment_dir / TRIALS, self.trials)
         return self.trials

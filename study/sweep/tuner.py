@@ -10,9 +10,8 @@ import ray
 from ray import tune
 
 from study.results.files import write_json_atomic
-from study.results.layout import ERROR, OPTUNA_DB, RAY_STATE, RECORD_TABLES, RESULT, STOPPED, TRIALS_DIR
+from study.results.layout import ERROR, OPTUNA_DB, RAY_STATE, RESULT, STOPPED, TRIALS, TRIALS_DIR
 from study.results.optuna_db import optuna_storage
-from study.results.layout import TRIALS
 from study.results.remote import Remote, pull_records, push_files
 from study.results.tables import Records
 from study.spec.request import REPEAT_KEY, StudyContext

@@ -24,8 +24,8 @@ import math
 import shutil
 import time
 import traceback
-from pathlib import Path
 from dataclasses import asdict
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
