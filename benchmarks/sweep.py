@@ -62,7 +62,8 @@ def timeline(trial_root: Path, started: float, wall: float) -> dict:
     """Where one run's wall time went, from the trial records under ``trial_root``."""
     from study.results.tables import collect
 
-    trials = collect(trial_root)[0]
+    trials, epochs, _ = collect(trial_root)
+    seconds = epochs.loc[epochs["epoch"] > 1, "seconds"]  # the first epoch also traces the steps
     first, last = trials["started_at"].min(), trials["finished_at"].max()
     duration = (trials["finished_at"] - trials["started_at"]).sum()
     out = {"wall": wall, "trials": len(trials),
@@ -73,6 +74,9 @@ def timeline(trial_root: Path, started: float, wall: float) -> dict:
            "trial_records": duration - trials[["setup_seconds", "train_seconds", "eval_seconds"]].sum().sum(),
            "between_trials": last - first - duration,  # meaningful when trials run one at a time
            "mean_trial": duration / len(trials),
+           # epochs far above the median: on a shared 2-vCPU machine they come in any process
+           "epoch_median": float(seconds.median()), "slow_epochs": int((seconds > 1.5 * seconds.median()).sum()),
+           "epochs": int(len(seconds)),
            "settings": sorted(json.dumps(p, sort_keys=True) for p in
                               trials.filter(like="param_").to_dict("records"))}
     study_path = trial_root / "study.json"
@@ -143,6 +147,9 @@ def run(ws) -> Outcome:
           + " (trial setup: opening the dataset and building the model)")
     print(f"  of which Ray start {tune1['ray_start']:.1f} s; Ray Train worker start (2 workers, "
           f"only with --workers-per-trial > 1): {worker_start:.1f} s per trial")
+    print(f"  epochs after the first: median {tune1['epoch_median']:.2f} s vs {plain['epoch_median']:.2f} s; "
+          f"over 1.5x the median: {tune1['slow_epochs']} of {tune1['epochs']} vs {plain['slow_epochs']} of "
+          f"{plain['epochs']} (their number decides most of the ratio; docs/benchmarks.md)")
     print(f"trials/hour: 1 at a time {per_hour['tune1']:.0f}, 2 at a time {per_hour['tune2']:.0f} "
           f"(steady state {steady['tune1']:.0f} vs {steady['tune2']:.0f}); same settings in both: "
           f"{tune1['settings'] == tune2['settings']}")
