@@ -144,13 +144,19 @@ class Preprocessor:
         tok = self.tokenizers["report"]
         return np.array([tok.encode(report_words(r)) for r in df["report"]], dtype=np.int32)
 
-    def transform(self, df: pd.DataFrame, split: str = "") -> dict[str, np.ndarray]:
-        """All model inputs and targets for one split except the image features."""
+    def inputs(self, df: pd.DataFrame, split: str = "") -> dict[str, np.ndarray]:
+        """The non-imaging model inputs (what a trained model reads of a new study)."""
         return {
             "vitals": self.vitals(df, split),
             "categoricals": self.categoricals(df),
             "chief_complaint": self.text_field(df, "chief_complaint"),
             "icd_title": self.text_field(df, "icd_title"),
+        }
+
+    def transform(self, df: pd.DataFrame, split: str = "") -> dict[str, np.ndarray]:
+        """All model inputs and targets for one split except the image features."""
+        return {
+            **self.inputs(df, split),
             "report_ids": self.reports(df),
             "ordinal": encode_ordinal(df["acuity"].to_numpy()),
             "findings": df[list(FINDINGS)].to_numpy(np.float32),

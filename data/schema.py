@@ -103,7 +103,21 @@ def validate(df: pd.DataFrame, source: str | Path) -> pd.DataFrame:
     if not len(df):
         raise CohortError(f"{source}: no rows")
     df = df.reset_index(drop=True)
-    for column in COLUMNS:
+    _check_columns(df, COLUMNS, source)
+    empty = [s for s in SPLITS if not (df["split"] == s).any()]
+    if empty:
+        raise CohortError(f"{source}: column 'split': no row in {empty}; every split needs studies")
+    crossing = df.groupby("subject_id")["split"].nunique()
+    if (crossing > 1).any():
+        raise CohortError(f"{source}: column 'subject_id': subject {crossing.idxmax()} appears in more "
+                          f"than one split")
+    return conform(df)
+
+
+def _check_columns(df: pd.DataFrame, columns, source) -> None:
+    """Raise :class:`CohortError` at the first value that breaks its column's rule, or a repeated
+    ``sample_id``."""
+    for column in columns:
         bad = _broken(column, df[column.name])
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
@@ -115,14 +129,29 @@ def validate(df: pd.DataFrame, source: str | Path) -> pd.DataFrame:
         row = int(df["sample_id"].duplicated().to_numpy().nonzero()[0][0])
         raise CohortError(f"{source}: column 'sample_id', row {row}: {df['sample_id'].iloc[row]!r} repeats; "
                           f"sample ids must be unique")
-    empty = [s for s in SPLITS if not (df["split"] == s).any()]
-    if empty:
-        raise CohortError(f"{source}: column 'split': no row in {empty}; every split needs studies")
-    crossing = df.groupby("subject_id")["split"].nunique()
-    if (crossing > 1).any():
-        raise CohortError(f"{source}: column 'subject_id': subject {crossing.idxmax()} appears in more "
-                          f"than one split")
-    return conform(df)
+
+
+# What a trained model reads of a study (no split, report, acuity or labels: those are targets)
+INPUT_COLUMNS = tuple(c for c in COLUMNS if c.name in ("sample_id", "image_path", *VITALS, *CATEGORICALS,
+                                                       "chief_complaint", "icd_title"))
+
+
+def validate_inputs(df: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """Check a table of studies to predict on: ``sample_id`` and ``image_path`` required, every
+    other input column optional (absent means missing for every row), each checked by its rule.
+    Returns the input columns in schema order with the schema's dtypes."""
+    missing = [c.name for c in INPUT_COLUMNS if c.required and c.name not in df.columns]
+    if missing:
+        raise CohortError(f"{source}: missing column(s) {missing}; a table to predict on needs "
+                          f"{[c.name for c in INPUT_COLUMNS if c.required]} and may have "
+                          f"{[c.name for c in INPUT_COLUMNS if not c.required]}")
+    if not len(df):
+        raise CohortError(f"{source}: no rows")
+    df = df.reset_index(drop=True)
+    df = df.assign(**{c.name: pd.Series([None] * len(df), dtype="object")
+                      for c in INPUT_COLUMNS if c.name not in df.columns})
+    _check_columns(df, INPUT_COLUMNS, source)
+    return pd.DataFrame({c.name: df[c.name].astype(c.dtype) for c in INPUT_COLUMNS})
 
 
 def write_cohort(df: pd.DataFrame, out_dir: str | Path) -> Path:

@@ -134,5 +134,17 @@ def refused(_=None) -> str:
     return "\n".join(rows) + "\n"
 
 
+def refused_bundle(_=None) -> str:
+    """Each refused input of ``python -m study.export`` and ``python -m study.predict`` (the cases
+    of ``tests/test_bundle.py``), run, with the line it stops with."""
+    from tests.test_bundle import REFUSALS, refusal_message
+
+    rows = ["| bad input | message (one line, exit status 1) |", "|---|---|"]
+    for case in REFUSALS:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows.append(f"| {_cell(case.id)} | `` {_cell(refusal_message(case, Path(tmp)))} `` |")  # may hold a `
+    return "\n".join(rows) + "\n"
+
+
 GENERATORS = {"cli": cli, "cohort": cohort, "columns": columns, "settings": settings, "docstring": docstring,
-              "refused": refused}
+              "refused": refused, "refused_bundle": refused_bundle}

@@ -10,6 +10,7 @@ from sklearn.metrics import accuracy_score, hamming_loss, precision_recall_fscor
 from study.evaluation import bertscore as B
 from study.evaluation import metrics as M
 from study.evaluation import text as T
+from study.evaluation.labeler import label_reports
 from study.analysis.significance import holm
 
 REFS = ["The heart is enlarged. No pleural effusion.", "The lungs are clear. No pneumothorax.",
@@ -99,7 +100,7 @@ def test_bertscore_matches_library_and_ranks_paraphrase_higher():
 
 # ---- clinical efficacy (the labeler itself: tests/test_labeler.py) ----------------------------------
 def test_clinical_efficacy_matches_sklearn():
-    ce, true, pred = M.clinical_efficacy(REFS, HYPS)
+    ce, true, pred = M.clinical_efficacy(label_reports(REFS), label_reports(HYPS))
     assert true[0].tolist() == [0, 1, 0, 0, 0] and pred[1].tolist() == [0, 0, 0, 0, 1]
     for avg, suffix in (("micro", ""), ("macro", "_macro"), ("samples", "_example")):
         p, r, f, _ = precision_recall_fscore_support(true, pred, average=avg, zero_division=0)
@@ -199,3 +200,42 @@ def test_learned_scores_join_the_text_metrics(monkeypatch):
     metrics, _ = M.compute_metrics(references=["no effusion", "effusion"], generated=["no effusion", "edema"],
                             bertscore=None, learned=("chexbert",))
     assert metrics["chexbert_f1"] == 0.5 and "radgraph_f1" not in metrics
+
+
+# ---- repetition and faithfulness: hand-counted on written reports
+def test_repetition_counts_what_repeats_earlier_in_the_same_report():
+    from study.evaluation.repetition import repetition
+
+    reports = ["the heart is normal. the heart is normal. the heart is normal.",  # MTL-EQ's habit
+               "no pleural effusion. heart size is normal.",
+               "lungs are clear", ""]
+    out = repetition(reports)
+    # 12 words, 9 4-grams: the first 4 are new ("the heart is normal", "heart is normal the",
+    # "is normal the heart", "normal the heart is"), the other 5 repeat one of them
+    np.testing.assert_allclose(out["repeat_4gram"], [5 / 9, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(out["repeat_sentence"], [2 / 3, 0.0, 0.0, 0.0])  # 2 of 3 sentences repeat
+
+
+def test_faithfulness_counts_hallucinated_and_missed_findings():
+    from study.evaluation.faithfulness import faithfulness
+
+    references = ["no pleural effusion. there is cardiomegaly. possible atelectasis.",
+                  "mild pulmonary edema. no consolidation."]
+    generated = ["small left pleural effusion. consolidation in the right lower lobe. possible atelectasis.",
+                 "the lungs are clear. edema may be present."]
+    out = faithfulness(label_reports(references), label_reports(generated))
+    # report 1: effusion (negated in the reference) and consolidation (not mentioned) are
+    # hallucinated; cardiomegaly is missed; atelectasis uncertain in both counts for neither.
+    # report 2: edema is called uncertain, so not missed; nothing asserted, nothing hallucinated.
+    assert out["hallucinated"].tolist() == [2, 0] and out["missed"].tolist() == [1, 0]
+    assert out["hallucinated_Pleural Effusion"].tolist() == [1, 0] and out["hallucinated_Consolidation"].tolist() == [1, 0]
+    assert out["missed_Cardiomegaly"].tolist() == [1, 0] and out["missed_Edema"].tolist() == [0, 0]
+    assert out["hallucinated_Atelectasis"].tolist() == [0, 0] and out["missed_Atelectasis"].tolist() == [0, 0]
+
+
+def test_per_report_measures_reach_the_metrics_and_the_per_sample_table():
+    metrics, per = M.compute_metrics(references=["no effusion.", "cardiomegaly."],
+                                     generated=["pleural effusion. pleural effusion.", "cardiomegaly."],
+                                     bertscore=None)
+    assert metrics["hallucinated"] == 0.5 and metrics["missed"] == 0.0 and metrics["repeat_sentence"] == 0.25
+    assert per["hallucinated"].tolist() == [1, 0] and per["hallucinated_Pleural Effusion"].tolist() == [1, 0]

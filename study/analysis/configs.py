@@ -63,12 +63,14 @@ def config_table(trials: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFr
         n = by.count().reindex(first.index)
         mean, sd = by.mean().reindex(first.index), by.std(ddof=1).reindex(first.index)
         half = _t_quantile(n.to_numpy(float), confidence) * sd / np.sqrt(n)
+        columns = {}
         for m in metrics:
             few = (n[m] < 2).to_numpy()  # one seed: no spread, no interval
             low, high = clip_to_range(m, (mean[m] - half[m]).to_numpy(), (mean[m] + half[m]).to_numpy())
-            out[f"{m}_mean"] = mean[m].to_numpy()
-            out[f"{m}_std"] = np.where(few, np.nan, sd[m].to_numpy())
-            out[f"{m}_ci_low"], out[f"{m}_ci_high"] = np.where(few, np.nan, low), np.where(few, np.nan, high)
+            columns[f"{m}_mean"] = mean[m].to_numpy()
+            columns[f"{m}_std"] = np.where(few, np.nan, sd[m].to_numpy())
+            columns[f"{m}_ci_low"], columns[f"{m}_ci_high"] = np.where(few, np.nan, low), np.where(few, np.nan, high)
+        out = pd.concat([out, pd.DataFrame(columns, index=out.index)], axis=1)  # one block, not 200 inserts
     return out
 
 

@@ -47,6 +47,7 @@ RECIPE_METRICS = {
     "rouge_l": ("text", "max", ["rouge_l"], _mean_of("rouge_l")),
     "bertscore_f1": ("text", "max", ["bertscore_f1"], _mean_of("bertscore_f1")),
     "cider": ("text", "max", ["cider"], _mean_of("cider")),
+    **{m: ("text", "min", [m], _mean_of(m)) for m in ("repeat_4gram", "repeat_sentence", "hallucinated", "missed")},
     "oc_accuracy": ("oc", "max", ["oc_correct"], _mean_of("oc_correct")),
     "oc_mae": ("oc", "min", ["oc_abs_error"], _mean_of("oc_abs_error")),
     "ml_label_accuracy": ("ml", "max", ["ml_label_accuracy"], _mean_of("ml_label_accuracy")),

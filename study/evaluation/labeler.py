@@ -182,6 +182,7 @@ def label_report(report: str) -> dict:
     return label_doc(pipeline()(report or ""))
 
 
-def positive_vectors(reports) -> list[list[int]]:
-    """0/1 per finding for clinical-efficacy scoring: only a positive mention counts as 1."""
-    return [[int(labels[f] == POSITIVE) for f in FINDINGS] for labels in label_reports(reports)]
+def positive_vectors(labelled: list[dict]) -> list[list[int]]:
+    """0/1 per finding for clinical-efficacy scoring, from :func:`label_reports`' labels: only a
+    positive mention counts as 1."""
+    return [[int(labels[f] == POSITIVE) for f in FINDINGS] for labels in labelled]

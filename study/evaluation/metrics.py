@@ -36,8 +36,13 @@ import pandas as pd
 from data.schema import FINDINGS
 
 from .bertscore import BertScoreConfig, bertscore_f1
-from .labeler import positive_vectors
+from .faithfulness import faithfulness
+from .labeler import label_reports, positive_vectors
+from .repetition import repetition
 from .text import bleu, bleu_statistics, coco_rouge_and_cider, rouge_l
+
+
+PER_REPORT = ("repeat_4gram", "repeat_sentence", "hallucinated", "missed")  # means over reports
 
 
 # ---- classification -----------------------------------------------------------------------------
@@ -54,10 +59,11 @@ def _prf(true: np.ndarray, pred: np.ndarray, prefix: str) -> dict:
     return out
 
 
-def clinical_efficacy(references, hypotheses) -> tuple[dict, np.ndarray, np.ndarray]:
-    """CE metrics from the labeler, with the 0/1 label matrices of references and hypotheses."""
-    true = np.array(positive_vectors(references)).reshape(-1, len(FINDINGS))
-    pred = np.array(positive_vectors(hypotheses)).reshape(-1, len(FINDINGS))
+def clinical_efficacy(reference_labels: list[dict], generated_labels: list[dict]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """CE metrics from the labeler's labels of references and generated reports
+    (:func:`study.evaluation.labeler.label_reports`), with their 0/1 positive-mention matrices."""
+    true = np.array(positive_vectors(reference_labels)).reshape(-1, len(FINDINGS))
+    pred = np.array(positive_vectors(generated_labels)).reshape(-1, len(FINDINGS))
     return _prf(true, pred, "ce"), true, pred
 
 
@@ -97,7 +103,10 @@ def compute_metrics(*, sample_ids=None, references=None, generated=None, oc_true
     if generated is not None:
         bleus, bleu4 = bleu(references, generated)
         rl = rouge_l(references, generated)
-        ce, ce_true, ce_pred = clinical_efficacy(references, generated)
+        reference_labels, generated_labels = label_reports(references), label_reports(generated)
+        ce, ce_true, ce_pred = clinical_efficacy(reference_labels, generated_labels)
+        per_report = {**repetition(generated), **faithfulness(reference_labels, generated_labels)}
+        metrics.update({m: float(per_report[m].mean()) for m in PER_REPORT})
         coco, cider = coco_rouge_and_cider(references, generated)
         metrics.update(bleus, rouge_l=float(rl.mean()), **coco, **ce)
         per = per.assign(reference=list(references), generated=list(generated), bleu4=bleu4, rouge_l=rl,
@@ -109,6 +118,7 @@ def compute_metrics(*, sample_ids=None, references=None, generated=None, oc_true
             per["bertscore_f1"] = bs
         for j, f in enumerate(FINDINGS):
             per[f"ce_pred_{f}"] = ce_pred[:, j]
+        per = per.assign(**per_report)
         if learned:
             from . import scorers
 

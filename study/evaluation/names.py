@@ -10,7 +10,8 @@ _PRF = tuple(f"{m}{avg}" for avg in ("", "_macro", "_example") for m in ("precis
 LEARNED = ("chexbert_f1", "radgraph_f1")  # only with --learned-scorers
 TASK_METRICS = {
     "text": ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "rouge_l_coco", "cider", "bertscore_f1",
-             *LEARNED, *(f"ce_{m}" for m in _PRF), "loss_text"),
+             *LEARNED, *(f"ce_{m}" for m in _PRF), "repeat_4gram", "repeat_sentence", "hallucinated", "missed",
+             "loss_text"),
     "oc": ("oc_accuracy", "oc_mae", "oc_mse", "oc_acc_corr", "loss_oc"),
     "ml": (*(f"ml_{m}" for m in _PRF if not m.endswith("_example")), "ml_hamming", "ml_exact_match", "loss_ml"),
 }
@@ -40,4 +41,8 @@ NATURAL_RANGES = {
     "oc_mae": (4.0, 0.0),          # acuity levels 1..5
     "oc_mse": (16.0, 0.0),
     "ml_hamming": (1.0, 0.0),
+    "repeat_4gram": (1.0, 0.0),    # share of a report's 4-grams / sentences repeating earlier ones
+    "repeat_sentence": (1.0, 0.0),
+    "hallucinated": (5.0, 0.0),    # findings per report (of five)
+    "missed": (5.0, 0.0),
 }

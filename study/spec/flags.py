@@ -20,7 +20,7 @@ DESCRIPTION = "Run a multi-objective study of loss weighting and hyperparameters
 def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     """The flags. ``suppress_defaults``: leave flags not given out of the result (to tell what the
     user typed from the defaults)."""
-    p = _Parser(prog="python study/run.py", description=DESCRIPTION,
+    p = OneLineParser(prog="python study/run.py", description=DESCRIPTION,
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", help="YAML file of defaults for these flags")
     p.add_argument("--search-space", default="weights", help="shipped space name (weights, paper, ablation, methods, full, smoke) or a YAML path")
@@ -82,7 +82,9 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     return p
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line naming the flag (not the usage block)."""
+
     def error(self, message):  # one line, not the whole usage block
         raise SystemExit(f"{self.prog}: {message} (see --help)")
 

@@ -7,21 +7,29 @@ import numpy as np
 from data.dataset import PreparedDataset
 from data.preprocess import decode_ordinal
 from data.text import join_words
-from model.decoding import beam_search, greedy_decode
 from study.evaluation.bertscore import BertScoreConfig
 from study.evaluation.metrics import compute_metrics
 
-INPUT_KEYS = ("image_features", "vitals", "categoricals", "chief_complaint", "icd_title", "report_ids")
+INPUT_KEYS = ("image_features", "vitals", "categoricals", "chief_complaint", "icd_title")
 
 
 def predict_split(model, dataset: PreparedDataset, split: str, beam_width: int = 1,
                   batch_size: int = 64) -> dict:
     """Decoded reports and head outputs for one split (active tasks only)."""
     arrays = dataset.split(split)
+    out = predict_arrays(model, arrays, dataset.preprocessor.tokenizers["report"], beam_width, batch_size)
+    return {**out, "findings": arrays["findings"]}
+
+
+def predict_arrays(model, arrays: dict, tokenizer, beam_width: int = 1, batch_size: int = 64) -> dict:
+    """``generated`` (list of reports), ``oc`` (N, 4) and ``ml`` (N, 5) probabilities for the
+    active tasks, from the model inputs of :data:`INPUT_KEYS`, in batches of ``batch_size`` (the
+    same batches give the same numbers: an exported model reproduces its trial's predictions)."""
+    from model.decoding import beam_search, greedy_decode  # TensorFlow: loaded when predicting, not before
+
     tasks = model.cfg.tasks
-    tok = dataset.preprocessor.tokenizers["report"]
     out = {"generated": [], "oc": [], "ml": []}
-    for start in range(0, len(arrays["sample_id"]), batch_size):
+    for start in range(0, len(arrays["image_features"]), batch_size):
         inputs = {k: arrays[k][start:start + batch_size] for k in INPUT_KEYS}
         encoded = model.encode(inputs)
         if "oc" in tasks:
@@ -31,9 +39,9 @@ def predict_split(model, dataset: PreparedDataset, split: str, beam_width: int =
         if "text" in tasks:
             ids = (greedy_decode(model, inputs) if beam_width == 1
                    else beam_search(model, inputs, beam_width=beam_width))
-            out["generated"].extend(join_words(tok.decode(row)) for row in ids)
-    out = {k: (np.concatenate(v) if k != "generated" and v else v) for k, v in out.items()}
-    return {**out, "findings": arrays["findings"]}
+            out["generated"].extend(join_words(tokenizer.decode(row)) for row in ids)
+    return {k: (np.concatenate(v) if k != "generated" and v else v) for k, v in out.items()}
+
 
 SPLIT_PREFIX = {"validate": "val", "test": "test"}  # metric names of the Parquet contract
 
