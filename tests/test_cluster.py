@@ -218,6 +218,43 @@ def test_sweep_with_results_on_a_uri(tmp_path, monkeypatch):
     assert list((tmp_path / "cache" / "experiments").glob("*/remote/study.log"))  # the working copy
 
 
+def test_down_ends_a_process_launched_while_it_runs(tmp_path):
+    """As the autoscaler may launch a node while the twin is ending: a process of the twin that, on
+    SIGTERM, has a detached helper start another of the twin's processes a moment later. `down`
+    must end that one too, and nothing outside the twin."""
+    from study.sweep.twin import STATE_FILE, down, own_processes
+
+    directory = Path(tempfile.mkdtemp(prefix="mtl-", dir="/tmp"))
+    (directory / STATE_FILE).write_text(json.dumps({"address": "127.0.0.1:1"}))
+    marker = str(directory.resolve())
+    late = f"import time; time.sleep(60)  # {marker}/late"
+    launcher = tmp_path / "launcher.py"  # names the twin only in its argument, as a raylet does
+    launcher.write_text(
+        "import os, signal, subprocess, sys, time\n"
+        "def launch(*_):  # the helper's own command line does not name the twin\n"
+        "    subprocess.Popen(['sh', '-c', 'sleep 0.4; exec \"$0\" -c \"$LATE\"', sys.executable],\n"
+        "                     env={**os.environ, 'LATE': sys.argv[2]}, start_new_session=True)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, launch)\n"
+        "time.sleep(60)\n")
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    subprocess.Popen([sys.executable, str(launcher), f"{marker}/launcher", late])
+    try:
+        deadline = time.time() + 10
+        while not own_processes(directory) and time.time() < deadline:
+            time.sleep(0.1)
+        assert own_processes(directory), "the twin's first process did not start"
+        down(directory, grace_s=2)
+        time.sleep(0.5)
+        assert not own_processes(directory)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        for p in own_processes(directory):
+            p.kill()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _node_of(trial_dir: Path) -> set:
     return {json.loads(p.read_text())["node_id"] for p in (trial_dir / "workers").glob("rank-*.json")}
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -130,29 +131,50 @@ def own_processes(directory: Path) -> list:
             found.update({c.pid: c for c in p.children(recursive=True)})
         except psutil.Error:
             continue
-    return list(found.values())
+    return [p for p in found.values() if _running(p)]
 
 
-def down(directory: Path, *, grace_s: float = 10.0) -> int:
+def _running(process) -> bool:
+    """Not ended and not a zombie (a zombie holds nothing; only its parent can reap it)."""
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def down(directory: Path, *, grace_s: float = 10.0, settle_s: float = 1.0, rounds: int = 5) -> int:
     """End the twin started in ``directory``: SIGTERM, then SIGKILL what is left. Returns how many
-    processes were ended. Touches no process outside that cluster."""
+    processes were ended. Touches no process outside that cluster.
+
+    Repeated, ``settle_s`` apart, until none is left: while a round is ending them the autoscaler
+    may still launch a node, and a dying raylet may still start a runtime-env agent, reparented
+    away from the processes already listed; a single pass left those running."""
     import psutil
 
     directory = Path(directory).resolve()
-    procs = own_processes(directory)
-    for p in procs:
-        try:
-            p.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for p in alive + own_processes(directory):
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
+    ended = 0
+    for _ in range(rounds):
+        procs = own_processes(directory)
+        if not procs:
+            break
+        ended += len(procs)
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=grace_s)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=grace_s)
+        time.sleep(settle_s)
     (directory / STATE_FILE).unlink(missing_ok=True)
-    return len(procs)
+    return ended
 
 
 def remove_node(directory: Path, node_id: str) -> int:
