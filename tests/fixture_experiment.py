@@ -6,7 +6,9 @@ against numbers worked out by hand:
 * test predictions on six samples: STL-oc gets 3 of 6 acuities right with every seed, MTL-EQ 4
   and MTL-TP 5; STL-ml gets 24 of 30 labels right, the MTL configs 27; single-task trials have no
   columns of the heads they lack;
-* validation-loss curves are U-shaped with their minimum at a known epoch (base + repeat).
+* validation-loss curves are U-shaped with their minimum at a known epoch (base + repeat);
+* repetition and faithfulness per report: the configuration's value in ``QUALITY`` plus 0.01 per
+  sample index, the same for every seed (so every paired difference is the same on every sample).
 """
 import json
 from pathlib import Path
@@ -33,6 +35,9 @@ ML_WRONG = {"STL-ml": 6, "MTL-EQ": 3, "MTL-TP": 3}   # wrong labels out of 30, e
 EPOCHS, REPEATS, N = 12, 3, 6
 ACUITY = np.array([1, 2, 3, 4, 5, 3])
 REFERENCE = "no pleural effusion. the heart size is normal."
+QUALITY = {  # repeat_4gram, repeat_sentence, hallucinated, missed per report (+ 0.01 x sample index)
+    "STL-text": (0.20, 0.10, 1.5, 1.0), "MTL-EQ": (0.50, 0.40, 0.5, 1.0), "MTL-TP": (0.10, 0.10, 0.5, 0.5),
+}
 GENERATED = {"STL-text": "no effusion.", "MTL-EQ": "no pleural effusion.", "MTL-TP": "no pleural effusion. the heart is normal."}
 
 
@@ -41,9 +46,11 @@ def make_experiment(root: Path) -> Path:
     space_text = (Path(__file__).resolve().parent.parent / "search_spaces" / "paper.yaml").read_text()
     (root / "study.json").write_text(json.dumps({"search_space": {"text": space_text, "objectives": [
         {"metric": "val_rouge_l", "mode": "max"}, {"metric": "val_oc_accuracy", "mode": "max"},
-        {"metric": "val_ml_f1", "mode": "max"}]}, "config": {}}))
+        {"metric": "val_ml_f1", "mode": "max"}]}, "config": {},
+        "data": {"source": "synthetic", "prepared_dir": str(root / "prepared")}}))
     truth = np.zeros((N, 5), int)
     truth[np.arange(N), np.arange(N) % 5] = 1
+    _prepared_cohort(root / "prepared", truth)
     trials, epochs, preds = [], [], []
     for i, (name, (tasks, a, b, c, best)) in enumerate(CONFIGS.items()):
         tasks = tasks.split()
@@ -68,6 +75,8 @@ def make_experiment(root: Path) -> Path:
                 p = p.assign(reference=REFERENCE, generated=hyps, rouge_l=0.3 + 0.1 * i + 0.01 * r,
                              bleu4=0.1, cider=0.2 + 0.1 * i, bertscore_f1=0.8 + 0.01 * i)
                 p = pd.concat([p, bleu_statistics([REFERENCE] * N, hyps)], axis=1)
+                for measure, value in zip(("repeat_4gram", "repeat_sentence", "hallucinated", "missed"), QUALITY[name]):
+                    p[measure] = value + 0.01 * np.arange(N)
             if "oc" in tasks:
                 pred = ACUITY.copy()
                 wrong = np.arange(OC_RIGHT[name], N)
@@ -92,3 +101,19 @@ def make_experiment(root: Path) -> Path:
     wide.to_parquet(root / "epochs.parquet", index=False)
     pd.concat(preds, ignore_index=True).to_parquet(root / "predictions.parquet", index=False)
     return root
+
+
+def _prepared_cohort(directory: Path, truth: np.ndarray) -> None:
+    """What the examples page reads: the prepared cohort's ids, splits, labels and images."""
+    from PIL import Image
+
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for j in range(N):
+        path = directory / "images" / f"s{j}.png"
+        Image.fromarray(np.full((32, 32), 40 * j, np.uint8)).save(path)
+        paths.append(str(path))
+    cohort = pd.DataFrame({"sample_id": [f"s{j}" for j in range(N)], "split": "test", "image_path": paths})
+    for j, f in enumerate(FINDINGS):
+        cohort[f] = truth[:, j]
+    cohort.to_parquet(directory / "cohort.parquet", index=False)

@@ -17,7 +17,7 @@ from study.analysis.report import render
 from study.analysis.significance import compare_recipes
 from study.results.tables import load
 
-from .fixture_experiment import make_experiment
+from .fixture_experiment import FINDINGS, make_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,7 +147,7 @@ def test_method_comparison_by_hand():
     assert configs["beyond"].tolist() == [False, False, False, True, False]
     one_seed = _methods({"S1": [(0.6, 0.2)], "M": [(0.5, 0.5)]}, {"S1": "static", "M": "pcgrad"}, objectives)
     assert A.method_comparison(one_seed, objectives, n_boot=20)["verdict"].tolist() == ["reference", "too few seeds"]
-    from study.analysis.report import methods_answer
+    from study.analysis.summary import methods_answer
 
     answer = methods_answer(table.reset_index())
     assert answer.startswith("**Beyond tuned static weights: pcgrad**") and "Short of it: famo." in answer
@@ -330,6 +330,50 @@ def test_paper_comparison_against_hand_values(experiment):
     assert table.loc[("oc_accuracy", "MTL-TP"), "verdict"] == "no significant difference"  # 6 samples
 
 
+def test_examples_are_stratified_and_marked():
+    cohort = pd.DataFrame({"sample_id": [f"s{j}" for j in range(12)], "split": ["test"] * 11 + ["train"]})
+    for j, f in enumerate(FINDINGS):
+        cohort[f] = [1 if k in (j, j + 5) else 0 for k in range(12)]  # s10 and s11 are normal
+    chosen = A.choose_examples(cohort, normal=2, per_finding=1, seed=0)
+    assert chosen[0] == "s10" and len(chosen) == 6           # the only normal test study, then one per finding
+    assert [int(s[1:]) % 5 for s in chosen[1:]] == [0, 1, 2, 3, 4]
+    assert A.choose_examples(cohort, seed=0) == chosen         # fixed: the same page every time
+    assert A.marked("The heart is normal. The heart is normal.") == (
+        "The heart is normal. <mark>The</mark> <mark>heart</mark> <mark>is</mark> <mark>normal.</mark>")
+    assert A.marked("no effusion. no effusion.") == "no effusion. no effusion."  # 2 words: no 4-gram
+
+
+def test_quality_claims_against_hand_values(experiment):
+    """Every report-writing group against each one before it on the four measures, one Holm family."""
+    from .fixture_experiment import QUALITY
+
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    predictions = pd.read_parquet(experiment / "predictions.parquet")
+    table = A.quality_comparison(trials, predictions, baseline="STL", n_boot=999)
+    assert list(dict.fromkeys(zip(table["group"], table["baseline"]))) == [
+        ("MTL-EQ", "STL"), ("MTL-TP", "STL"), ("MTL-TP", "MTL-EQ")]
+    assert sorted(set(table["metric"])) == ["hallucinated", "missed", "repeat_4gram", "repeat_sentence"]
+    assert len(table) == 12 and (table["better"] == "min").all()
+    table = table.set_index(["metric", "group", "baseline"])
+    names = {"STL": "STL-text", "MTL-EQ": "MTL-EQ", "MTL-TP": "MTL-TP"}
+    for k, metric in enumerate(("repeat_4gram", "repeat_sentence", "hallucinated", "missed")):
+        for group, against in (("MTL-EQ", "STL"), ("MTL-TP", "STL"), ("MTL-TP", "MTL-EQ")):
+            row = table.loc[(metric, group, against)]
+            mean = QUALITY[names[group]][k] + 0.01 * np.arange(6).mean()
+            assert row["group_mean"] == pytest.approx(mean)
+            assert row["diff"] == pytest.approx(QUALITY[names[group]][k] - QUALITY[names[against]][k])
+    # a difference the same on every sample and seed: every resample agrees, p = 2 / 1000, and
+    # Holm over the 9 non-zero differences of the 12 multiplies by at most 12: 0.024, still < 0.05
+    nonzero = table["diff"].abs() > 1e-9
+    assert table.loc[nonzero, "p"].to_numpy() == pytest.approx(2 / 1000)
+    assert (table.loc[nonzero, "p_holm"] <= 12 * 2 / 1000 + 1e-12).all()
+    assert table.loc[("hallucinated", "MTL-TP", "STL"), "verdict"] == "better"      # 0.5 vs 1.5
+    assert table.loc[("repeat_4gram", "MTL-EQ", "STL"), "verdict"] == "worse"       # 0.5 vs 0.2
+    assert table.loc[("repeat_sentence", "MTL-TP", "STL"), "verdict"] == "no significant difference"  # equal
+    assert table.loc[("missed", "MTL-EQ", "STL"), "p_holm"] == 1.0
+
+
+
 def test_stl_vs_mtl_overfitting_over_seeds(experiment):
     trials = pd.read_parquet(experiment / "trials.parquet")
     epochs = pd.read_parquet(experiment / "epochs.parquet")
@@ -362,7 +406,13 @@ def test_report_writes_every_plot_and_summary(experiment, capsys):
     configs = pd.read_parquet(experiment / "configs.parquet")
     assert len(configs) == 5 and {"p_pareto", "val_rouge_l_ci_low"} <= set(configs.columns)
     assert "pareto" in pd.read_parquet(experiment / "trials.parquet").columns
-    assert (experiment / "comparison.csv").exists()
+    assert (experiment / "comparison.csv").exists() and (experiment / "quality.csv").exists()
+    assert "## Repetition and faithfulness" in summary and "**text, MTL-TP** beats STL on 3 of 4" in summary
+    # the examples page: one study per finding (the fixture has no normal one), thumbnails beside them
+    page = (experiment / "examples.md").read_text()
+    assert [line.split(":")[1].strip() for line in page.splitlines() if line.startswith("## ")] == FINDINGS
+    assert len(list((experiment / "plots" / "examples").glob("example-*.png"))) == 5
+    assert "| MTL-TP | no pleural effusion. the heart is normal. |" in page and "[examples.md](examples.md)" in summary
     assert "summary.md" in capsys.readouterr().out
 
 

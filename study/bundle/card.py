@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from study.analysis.configs import metric_columns
-from study.analysis.report import PARAM_LABELS
+from study.analysis.summary import PARAM_LABELS
 from study.evaluation.names import bare_metric
 
 INTENDED_USE = ("Research on automated chest X-ray report generation and multi-task loss weighting: "

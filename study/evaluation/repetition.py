@@ -32,6 +32,24 @@ def repeated_ngrams(report: str, n: int = 4) -> float:
     return _share_repeated([tuple(words[i:i + n]) for i in range(len(words) - n + 1)])
 
 
+def marked_repeats(report: str, n: int = 4) -> list[tuple[str, bool]]:
+    """The report's words as written, each with whether it lies in a word n-gram that already
+    occurred earlier in the report (what :func:`repeated_ngrams` counts), for display."""
+    tokens = (report or "").split()
+    words, owner = [], []                  # normalised words and the token each comes from
+    for i, token in enumerate(tokens):
+        for word in normalize_text(token).split():
+            words.append(word)
+            owner.append(i)
+    repeated, seen = set(), set()
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i:i + n])
+        if gram in seen:
+            repeated.update(owner[i:i + n])
+        seen.add(gram)
+    return [(t, i in repeated) for i, t in enumerate(tokens)]
+
+
 def repeated_sentences(report: str) -> float:
     sentences = [normalize_text(s) for s in _SENTENCE_END.split(report or "")]
     return _share_repeated([s for s in sentences if s])

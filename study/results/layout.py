@@ -19,7 +19,7 @@ TRIALS, CONFIGS, EPOCHS, PREDICTIONS = ("trials.parquet", "configs.parquet", "ep
                                         "predictions.parquet")
 RECORD_TABLES = (TRIALS, CONFIGS, EPOCHS, PREDICTIONS)
 OPTUNA_DB = "optuna.db"  # the searcher's Optuna study, beside the tables
-REPORT_FILES = ("summary.md", "comparison.csv", "methods.csv", "overfitting.csv", "plots")
+REPORT_FILES = ("summary.md", "comparison.csv", "quality.csv", "methods.csv", "overfitting.csv", "plots")
 STUDY_LOG = "study.log"
 DRIVER_LOCK = "driver.lock"  # the running driver (host, pid, since): one driver per study
 TRIALS_DIR = "trials"

@@ -196,7 +196,7 @@ def record_run(experiment_dir: Path, timings: dict, **facts) -> None:
 def summarize(location, space, args):
     """Consolidate the records, print the front of configuration means, render the report, push.
     Returns the trial table."""
-    from study.analysis.report import front_table  # matplotlib and seaborn: only once the sweep ends
+    from study.analysis.summary import front_table  # matplotlib and seaborn: only once the sweep ends
 
     experiment_dir = location.local_dir
     location.pull_records()
