@@ -54,9 +54,11 @@ class PreparedDataset:
         return self._features
 
     def indices(self, split: str) -> np.ndarray:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        return np.flatnonzero(self.cohort["split"].to_numpy() == split)
+        """Rows of a split, or of several joined with ``+`` (``train+validate``), in cohort order."""
+        parts = split.split("+")
+        if not parts or any(part not in SPLITS for part in parts):
+            raise ValueError(f"split must be one of {SPLITS} or several joined with '+', got {split!r}")
+        return np.flatnonzero(np.isin(self.cohort["split"].to_numpy(), parts))
 
     def split(self, split: str) -> dict[str, np.ndarray]:
         """NumPy accessor: every input and target of one split, features as float32."""

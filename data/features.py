@@ -257,8 +257,7 @@ def extract_features(image_paths, train_mask, spec: EncoderSpec, cache_root: str
                         raise
                     state["skipped"].append(i)
             if images:
-                out = model.predict_on_batch(preprocess(np.stack(images)))
-                raw[ok] = np.asarray(out, dtype=np.float32).reshape(len(ok), h * w, d)  # (B, L, D)
+                raw[ok] = raw_features(model, preprocess, np.stack(images))       # (B, L, D)
                 log_entry["images"] += len(ok)
             raw.flush()
             state["done"] = rows.stop
@@ -277,7 +276,7 @@ def extract_features(image_paths, train_mask, spec: EncoderSpec, cache_root: str
     final = np.lib.format.open_memmap(directory / "features.tmp.npy", mode="w+", dtype=np.float16,
                                       shape=raw.shape)
     for s in range(0, len(raw), 256):
-        final[s:s + 256] = (raw[s:s + 256] - mean) / std
+        final[s:s + 256] = standardise(raw[s:s + 256], mean, std)
     final[state["skipped"]] = 0
     final.flush()
     del final
@@ -322,6 +321,18 @@ def extraction_log(cache_root: str | Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def raw_features(model, preprocess, images: np.ndarray) -> np.ndarray:
+    """(B, L, D) float32 CNN features of a batch of loaded images (:func:`load_image`), through
+    the encoder's own preprocessing: what is standardised and cached."""
+    _, h, w, d = model.output_shape
+    return np.asarray(model.predict_on_batch(preprocess(images)), np.float32).reshape(len(images), h * w, d)
+
+
+def standardise(raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Features as stored: per-channel standardised with the *training* statistics, float16."""
+    return ((raw - mean) / std).astype(np.float16)
 
 
 def _channel_stats(raw: np.ndarray, rows: np.ndarray, chunk: int = 256):

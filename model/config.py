@@ -66,6 +66,10 @@ class ModelConfig:
 
 
 PRECISIONS = ("float32", "mixed_bfloat16")
+# the splits a model trains on: "train" (validation picks the best epoch and stops early), or
+# "train+validate", a refit on both at a number of epochs chosen before (validation is then seen
+# data: every epoch runs and the last one's weights are kept)
+FIT_ON = ("train", "train+validate")
 SCHEDULES = ("constant", "linear", "cosine", "inverse_sqrt")  # decay after warmup (model.schedules)
 
 
@@ -81,6 +85,7 @@ class TrainConfig:
     weighting: str = "static"         # a name of model.weighting.STRATEGIES
     weighting_options: dict = field(default_factory=dict)  # e.g. {"alpha": 0.6, "beta": 0.3, ...}
     precision: str = "float32"        # or "mixed_bfloat16": bf16 compute, float32 weights (see README)
+    fit_on: str = "train"             # or "train+validate": refit on both for exactly `epochs` (see FIT_ON)
     seed: int = 0
 
     def __post_init__(self):
@@ -91,7 +96,8 @@ class TrainConfig:
         if self.clip_norm is not None:
             _require("clip_norm", self.clip_norm, low=0.0, low_open=True)
         _require("seed", self.seed, integer=True, low=0)
-        for name, allowed in (("schedule", SCHEDULES), ("weighting", tuple(STRATEGIES)), ("precision", PRECISIONS)):
+        for name, allowed in (("schedule", SCHEDULES), ("weighting", tuple(STRATEGIES)), ("precision", PRECISIONS),
+                              ("fit_on", FIT_ON)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}"
                                  + (" (mixed_float16 would need loss scaling, which this loop does not do)"

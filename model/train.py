@@ -6,7 +6,8 @@ It works unchanged under the default strategy (one process) and ``MultiWorkerMir
 across replicas gives the global-batch mean. Per epoch it records train and validation loss per
 task, the learning rate and the task weights applied; it stops early on the validation loss with
 patience, restores the best weights, and checkpoints every epoch so a restarted run continues with
-identical state.
+identical state. A refit on ``train+validate`` (``TrainConfig.fit_on``) runs every epoch and keeps
+the last weights: the validation split is then training data, with nothing left to choose by.
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.save_checkpoints = save_checkpoints
-        n_train = len(dataset.indices("train"))
+        n_train = len(dataset.indices(train_cfg.fit_on))
         self.batch_size = min(train_cfg.batch_size, n_train)
         self.steps_per_epoch = n_train // self.batch_size
         with self.strategy.scope():
@@ -203,7 +204,7 @@ class Trainer:
             start = time.perf_counter()
             applied = self.weighting.weights()
             sums, steps = {}, 0
-            for batch in self._distributed("train", epoch, training=True):
+            for batch in self._distributed(self.cfg.fit_on, epoch, training=True):
                 losses = {t: float(v) for t, v in self._train_step(batch).items()}
                 steps += 1
                 bad = [t for t, v in losses.items() if not math.isfinite(v)]
@@ -225,7 +226,8 @@ class Trainer:
             state["history"].append(row)
             state["train_seconds"] += row["seconds"]
             state["epoch"] = epoch
-            if monitor < state["best"]:
+            refit = self.cfg.fit_on != "train"  # validation is trained on: nothing to choose by
+            if refit or monitor < state["best"]:
                 state.update(best=monitor, best_epoch=epoch, wait=0)
                 best_weights = self.model.get_weights()
             else:

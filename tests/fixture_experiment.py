@@ -117,3 +117,4 @@ def _prepared_cohort(directory: Path, truth: np.ndarray) -> None:
     for j, f in enumerate(FINDINGS):
         cohort[f] = truth[:, j]
     cohort.to_parquet(directory / "cohort.parquet", index=False)
+    (directory / "meta.json").write_text(json.dumps({"note": "hand-made: the cohort table only"}))

@@ -142,6 +142,17 @@ REFUSALS = [
             "--out DIR/exp: already exists and is not an empty folder; choose a new folder"),
     Refusal("export: a trial without kept weights", ["export", "{exp}", "--config-id", "c1", "--out", "{out}"],
             "trial t10 of configuration c1: no weights.npz in DIR/exp/trials/t10"),
+    Refusal("export: --retrain with no seed", ["export", "{exp}", "--config-id", "c1", "--out", "{out}", "--retrain", "0"],
+            "--retrain 0: must be at least 1 (the number of seeds to train)"),
+    Refusal("export: --retrain-on a split that is none", ["export", "{exp}", "--config-id", "c1", "--out", "{out}",
+                                                          "--retrain", "2", "--retrain-on", "validate"],
+            "--retrain-on validate: must be one of train, train+validate"),
+    Refusal("export: --retrain-on without --retrain", ["export", "{exp}", "--config-id", "c1", "--out", "{out}",
+                                                       "--retrain-on", "train+validate"],
+            "--retrain-on train+validate: only with --retrain R"),
+    Refusal("export: --retrain of trials without their records", ["export", "{exp}", "--config-id", "c1", "--out",
+                                                                  "{out}", "--retrain", "2"],
+            "configuration c1: DIR/exp/trials/t10/result.json not found; its settings are recorded there"),
     Refusal("predict: not a bundle", ["predict", "{tmp}", "--cohort", "{cohort}", "--out", "{out}.parquet"],
             "DIR: not a model bundle (no bundle.json)"),
     Refusal("predict: a bundle of another format", ["predict", "{bundle}", "--cohort", "{cohort}", "--out", "{out}.parquet"],
@@ -341,3 +352,38 @@ def test_an_unreadable_image_is_named_with_its_row(studied, tmp_path):
     assert str(stop.value.code).startswith(f"{tmp_path / 'c.csv'}: column 'image_path', row 1 (sample_id 'b'): "
                                            f"{tmp_path / 'images' / 'b.png'}: cannot read image")
     assert not (tmp_path / "p.parquet").exists()
+
+
+@pytest.mark.slow
+def test_retrain_on_train_and_validate_trains_new_seeds_and_exports_them(studied, tmp_path):
+    """``--retrain 1 --retrain-on train+validate``: a study of its own beside the original, the
+    configuration's settings unchanged but for the refit (both splits, the median best epoch),
+    a new seed, and a bundle that reproduces the new trial; the same command again resumes that
+    study instead of training twice."""
+    from study.export import main as export_main
+
+    exp, bundle, tmp = studied
+    trials = pd.read_parquet(exp / "trials.parquet")
+    original = json.loads((bundle / MANIFEST).read_text())
+    config_id = original["config_id"]
+    mine = trials[trials["config_id"] == config_id]
+    epochs = max(1, int(round(mine["best_epoch"].median())))
+    argv = [str(exp), "--config-id", config_id, "--retrain", "1", "--retrain-on", "train+validate"]
+    out = export_main([*argv, "--out", str(tmp_path / "retrained")])
+    target = exp.parent / f"{exp.name}-retrain-{config_id}-on-train-validate"
+    again = pd.read_parquet(target / "trials.parquet")
+    assert len(again) == 1 and again["status"].tolist() == ["TERMINATED"]
+    assert int(again["epochs_run"].iloc[0]) == epochs == int(again["best_epoch"].iloc[0])
+    assert int(again["seed"].iloc[0]) not in set(mine["seed"].astype(int))
+    before = json.loads((exp / "trials" / mine["trial_id"].iloc[0] / "result.json").read_text())["settings"]
+    after = json.loads((target / "trials" / again["trial_id"].iloc[0] / "result.json").read_text())["settings"]
+    assert after == {**before, "fit_on": "train+validate", "epochs": epochs}
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["retrained_from"]["config_id"] == config_id and len(manifest["seeds"]) == 1
+    assert "validation metrics are on data it was trained on" in (out / "MODEL_CARD.md").read_text()
+    seed = manifest["seeds"][0]["seed"]
+    predicted = _predict(out, "--cohort", tmp / "cohort", "--split", "test", "--out", tmp_path / "p.parquet")
+    _assert_reproduces(predicted, _recorded(target, out, seed))
+    export_main([*argv, "--out", str(tmp_path / "again")])  # resumes the finished study: nothing trains
+    assert pd.read_parquet(target / "trials.parquet")["trial_id"].tolist() == again["trial_id"].tolist()
+    assert len(json.loads((target / "study.json").read_text())["runs"]) == 2

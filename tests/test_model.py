@@ -252,6 +252,27 @@ def test_a_checkpoint_of_another_shape_or_half_written_is_refused(tiny_dataset, 
         tiny_trainer(tiny_dataset, tmp_path, epochs=2, model={"dropout": 0.1}).restore()
 
 
+def test_a_refit_on_train_and_validate_trains_on_both_and_keeps_the_last_epoch(tiny_dataset):
+    """--retrain-on train+validate: every batch of both splits, every epoch (validation cannot
+    stop it: it is seen data), and the weights of the last epoch, not of the lowest val loss."""
+    trainer = tiny_trainer(tiny_dataset, epochs=3, patience=1, fit_on="train+validate")
+    both = len(tiny_dataset.indices("train")) + len(tiny_dataset.indices("validate"))
+    steps, last = [], {}
+    step = trainer._train_step
+    trainer._train_step = lambda batch: (steps.append(1), step(batch))[1]
+
+    def keep(row, t):
+        last[row["epoch"]] = [w.copy() for w in t.model.get_weights()]
+
+    fit = trainer.fit(keep)
+    assert len(steps) == 3 * (both // 8) and trainer.steps_per_epoch == both // 8
+    assert fit.epochs_run == 3 and fit.best_epoch == 3 and not fit.stopped_early
+    for kept, final in zip(last[3], trainer.model.get_weights()):
+        np.testing.assert_array_equal(kept, final)
+    with pytest.raises(ValueError, match=r"fit_on must be one of \['train', 'train\+validate'\], got 'validate'"):
+        TrainConfig(fit_on="validate")
+
+
 def test_non_finite_loss_stops_with_clear_error(tiny_dataset, tmp_path):
     trainer = tiny_trainer(tiny_dataset, tmp_path)
     kernel = trainer.model.to_vocab.kernel

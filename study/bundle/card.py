@@ -94,6 +94,12 @@ def card_markdown(card: dict) -> str:
         "",
         f"- configuration: `{card['config_id']}` ({params})",
         f"- study: {card['study']['name']} (created {card['study']['created']})",
+        *([f"- trained again with new seeds on {card['retrained_from']['fit_on']} from configuration "
+           f"`{card['retrained_from']['config_id']}` of `{card['retrained_from']['experiment']}` (`--retrain`)"]
+          if card.get("retrained_from") else []),
+        *(["- **its validation metrics are on data it was trained on** (`--retrain-on train+validate`); "
+           "the original study's are the honest ones, and test is still unseen"]
+          if card.get("retrained_from", {}).get("fit_on", "train") != "train" else []),
         f"- objectives: {', '.join(f'{m} ({d})' for m, d in card['objectives'].items())}",
         f"- default model: seed {card['default_seed']['seed']} ({card['default_seed']['reason']})",
         "",

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from data.dataset import PreparedDataset
-from data.features import EncoderSpec, build_encoder, load_image
+from data.features import EncoderSpec, build_encoder, load_image, raw_features, standardise
 from study.analysis.configs import config_key, config_table, study_objectives
 from study.analysis.fronts import finished
 from study.results.files import write_json_atomic
@@ -33,15 +33,19 @@ from .card import card_data, card_markdown
 from .choose import ChoiceError, choose_config, typical_seed
 from .format import (CARD_JSON, CARD_MD, ENCODER_STATS, ENCODER_WEIGHTS, FORMAT, MANIFEST, PREPROCESSOR,
                      BundleError, model_file)
+from .retrain import check_retrain, retrain_space
 
 ENCODER_CHECK_IMAGES = 4   # training images re-encoded to check the rebuilt encoder
 ENCODER_TOLERANCE = 1e-2   # on standardised features stored in float16 (about 3 significant digits)
 
 
 def plan_export(experiment_dir: str | Path, out: str | Path, *, config_id: str | None = None,
-                best: str | None = None) -> dict:
-    """Every check of an export, before any work: what will be exported from where."""
+                best: str | None = None, retrain: int | None = None, retrain_on: str = "train") -> dict:
+    """Every check of an export, before any work: what will be exported from where. With
+    ``retrain`` (seeds to train again) the trials' own weights are not needed."""
     experiment_dir, out = Path(experiment_dir), Path(out)
+    if retrain is not None:
+        check_retrain(retrain, retrain_on)
     if not (experiment_dir / STUDY).exists():
         raise ChoiceError(f"EXPERIMENT_DIR {experiment_dir}: no {STUDY}; not a study experiment directory")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -52,7 +56,7 @@ def plan_export(experiment_dir: str | Path, out: str | Path, *, config_id: str |
     trials = load(experiment_dir)["trials"]
     chosen = choose_config(trials, objectives, config_id=config_id, best=best)
     rows = finished(trials)[config_key(finished(trials)) == chosen]
-    for trial_id in rows["trial_id"]:
+    for trial_id in rows["trial_id"] if retrain is None else []:
         trial_dir = experiment_dir / TRIALS_DIR / trial_id
         if not (trial_dir / WEIGHTS).exists() or not (trial_dir / MODEL_CONFIG).exists():
             raise ChoiceError(f"trial {trial_id} of configuration {chosen}: no {WEIGHTS} in {trial_dir} "
@@ -61,8 +65,11 @@ def plan_export(experiment_dir: str | Path, out: str | Path, *, config_id: str |
     if not (prepared / "meta.json").exists():
         raise ChoiceError(f"{experiment_dir / STUDY}: prepared dataset {prepared} not found on this machine; "
                           f"export where the study's data was prepared")
-    return {"experiment_dir": experiment_dir, "out": out, "study": study, "objectives": objectives,
+    plan = {"experiment_dir": experiment_dir, "out": out, "study": study, "objectives": objectives,
             "trials": trials, "config_id": chosen, "rows": rows, "prepared": prepared}
+    if retrain is not None:
+        retrain_space(plan, retrain, retrain_on)  # the settings it would train with are recorded
+    return plan
 
 
 def export_bundle(plan: dict, *, announce=print) -> Path:
@@ -113,6 +120,9 @@ def export_bundle(plan: dict, *, announce=print) -> Path:
         write_json_atomic(tmp / MANIFEST, manifest)
         card = card_data(config=config, seeds=seeds, default_seed=default, study=plan["study"], dataset_meta=dataset.meta,
                          objectives=objectives, versions=versions)
+        if plan.get("retrained_from"):
+            card["retrained_from"] = manifest["retrained_from"] = plan["retrained_from"]
+            write_json_atomic(tmp / MANIFEST, manifest)
         write_json_atomic(tmp / CARD_JSON, card)
         (tmp / CARD_MD).write_text(card_markdown(card))
         if out.exists():  # an empty folder made for it
@@ -138,8 +148,7 @@ def _save_encoder(dataset: PreparedDataset, tmp: Path) -> tuple[EncoderSpec, str
     stats = np.load(features_dir / "stats.npz")
     rows = dataset.cohort.index[dataset.cohort["split"] == "train"][:ENCODER_CHECK_IMAGES]
     images = np.stack([load_image(dataset.cohort.loc[r, "image_path"], spec.image_size) for r in rows])
-    raw = np.asarray(model.predict_on_batch(preprocess(images)), np.float32).reshape(len(rows), -1, meta["dim"])
-    again = ((raw - stats["mean"]) / stats["std"]).astype(np.float16).astype(np.float32)
+    again = standardise(raw_features(model, preprocess, images), stats["mean"], stats["std"]).astype(np.float32)
     cached = dataset.gather_features(dataset.cohort.loc[rows, "feature_row"].to_numpy())
     gap = float(np.abs(again - cached).max())
     if weights_used != loaded or gap > ENCODER_TOLERANCE:

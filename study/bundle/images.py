@@ -1,7 +1,7 @@
 """Raw images through a bundle's own image encoder, as the study's features were made.
 
-The same steps as :func:`data.features.extract_features` (read as grayscale, resize, the CNN's
-own preprocessing, the CNN, per-channel standardisation, float16), with the bundle's encoder
+The same steps as :func:`data.features.extract_features` (:func:`~data.features.load_image`,
+:func:`~data.features.raw_features`, :func:`~data.features.standardise`), with the bundle's encoder
 weights and the *training* statistics saved in the bundle (never statistics of the new images).
 Features are cached under ``cache_dir`` by a key of the images and the bundle's encoder, so a
 second prediction on the same images runs no CNN.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from data.features import EncoderSpec, build_encoder, images_digest, load_image
+from data.features import EncoderSpec, build_encoder, images_digest, load_image, raw_features, standardise
 
 from .format import ENCODER_STATS, ENCODER_WEIGHTS
 
@@ -44,8 +44,8 @@ def encode_images(bundle_dir: Path, manifest: dict, image_paths, *, cache_dir: P
     with tqdm(total=len(image_paths), desc=f"{spec.name} features", unit="img", disable=not progress) as bar:
         for start in range(0, len(image_paths), batch_size):
             batch = np.stack([load_image(p, spec.image_size) for p in image_paths[start:start + batch_size]])
-            raw = np.asarray(model.predict_on_batch(preprocess(batch)), np.float32).reshape(len(batch), h * w, d)
-            out[start:start + len(batch)] = (raw - stats["mean"]) / stats["std"]      # (B, L, D)
+            raw = raw_features(model, preprocess, batch)                                 # (B, L, D)
+            out[start:start + len(batch)] = standardise(raw, stats["mean"], stats["std"])
             bar.update(len(batch))
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / "features.tmp.npy"

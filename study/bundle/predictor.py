@@ -57,9 +57,11 @@ def cohort_studies(bundle: Bundle, cohort_dir: str | Path, split: str) -> tuple[
     rows = np.flatnonzero(cohort["split"].to_numpy() == split)
     spec = bundle.manifest["encoder"]
     key = fingerprint(images_digest(cohort["image_path"]), EncoderSpec(**spec["spec"]), spec["weights_loaded"])
+    if key != spec["features_fingerprint"]:  # other images than the study's: encode them
+        return cohort.iloc[rows].reset_index(drop=True), None
     for root in (Path(spec["feature_cache"]).parent, Path(cohort_dir) / "cache" / "features"):
         cached = root / key / "features.npy"
-        if key == spec["features_fingerprint"] and (root / key / "meta.json").exists():
+        if (root / key / "meta.json").exists():
             features = np.load(cached, mmap_mode="r")
             return cohort.iloc[rows].reset_index(drop=True), np.asarray(features[rows], np.float32)
     return cohort.iloc[rows].reset_index(drop=True), None
