@@ -81,7 +81,7 @@ def documented(column: str, text: str) -> bool:
     for suffix in ("_mean", "_std", "_ci_low", "_ci_high"):
         if column.endswith(suffix):
             return f"<metric>{suffix}" in text
-    for prefix in ("true_", "prob_", "pred_", "ce_pred_"):
+    for prefix in ("true_", "prob_", "pred_", "ce_pred_", "hallucinated_", "missed_"):
         if column.startswith(prefix) and column[len(prefix):] in FINDINGS:
             return f"{prefix}<finding>" in text
     stem = re.fullmatch(r"(bleu_guess|bleu_correct)[1-4]", column)
