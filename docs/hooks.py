@@ -146,5 +146,16 @@ def refused_bundle(_=None) -> str:
     return "\n".join(rows) + "\n"
 
 
+def refused_agreement(_=None) -> str:
+    """Each refused input of ``python -m study.agreement`` (the cases of ``tests/test_iu_xray.py``)."""
+    from tests.test_iu_xray import REFUSALS, refusal_message
+
+    rows = ["| bad input | message (one line, exit status 1) |", "|---|---|"]
+    for name, argv, _ in REFUSALS:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows.append(f"| {_cell(name)} | `` {_cell(refusal_message(argv, Path(tmp)))} `` |")
+    return "\n".join(rows) + "\n"
+
+
 GENERATORS = {"cli": cli, "cohort": cohort, "columns": columns, "settings": settings, "docstring": docstring,
-              "refused": refused, "refused_bundle": refused_bundle}
+              "refused": refused, "refused_bundle": refused_bundle, "refused_agreement": refused_agreement}
