@@ -30,7 +30,7 @@ def step_seconds(ws: Workspace, precisions: tuple) -> dict:
 
     dataset = ws.dataset()
     cfg = ModelConfig.for_dataset(dataset)
-    train_cfg = TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3)
+    train_cfg = TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, jit_compile=False)  # precision forced below
     trainers = {p: Trainer(cfg, replace(train_cfg, precision=p), dataset) for p in precisions}
     batches = list(next(iter(trainers.values()))._distributed("train", 1, training=True))
     times = _time_steps(trainers, batches, ROUNDS["quick" if ws.quick else "full"])

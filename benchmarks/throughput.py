@@ -86,15 +86,6 @@ def _time_steps(trainers: dict, batches, rounds: int) -> dict:
     return times
 
 
-def _xla_trainer(dataset, cfg, train_cfg):
-    from model.train import Trainer
-
-    class XlaTrainer(Trainer):
-        jit_compile = True
-
-    return XlaTrainer(cfg, train_cfg, dataset)
-
-
 def run(ws) -> Outcome:
     from model.config import ModelConfig
     from model.train import TrainConfig, Trainer
@@ -103,7 +94,8 @@ def run(ws) -> Outcome:
     dataset = ws.dataset()
     peak = matmul_peak(size["matmul_sizes"])
     cfg = ModelConfig.for_dataset(dataset)  # the default model: d_model 120, 3 heads, feed-forward 256
-    train_cfg = TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3)
+    # each variant forced: "auto" would pick by device
+    train_cfg = TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, precision="float32", jit_compile=False)
     trainers = {"float32": Trainer(cfg, train_cfg, dataset),
                 "mixed bfloat16": Trainer(cfg, replace(train_cfg, precision="mixed_bfloat16"), dataset)}
     base = trainers["float32"]
@@ -117,7 +109,7 @@ def run(ws) -> Outcome:
     epoch = time.perf_counter() - epoch_clock
     profile = op_profile(base, batches[: size["profile_steps"]])
     # XLA last and on its own: once its CPU runtime has started, the other variants run slower
-    times.update(_time_steps({"float32 + XLA": _xla_trainer(dataset, cfg, train_cfg)}, batches, size["rounds"]))
+    times.update(_time_steps({"float32 + XLA": Trainer(cfg, replace(train_cfg, jit_compile=True), dataset)}, batches, size["rounds"]))
     step = {name: statistics.median(t) for name, t in times.items()}
     matmul_share = sum(p["share"] for p in profile if any(m in p["op"] for m in MATMUL_OPS))
     best = min(step, key=step.get)

@@ -65,7 +65,7 @@ class ModelConfig:
         return d
 
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # auto: by device (model.device)
 # the splits a model trains on: "train" (validation picks the best epoch and stops early), or
 # "train+validate", a refit on both at a number of epochs chosen before (validation is then seen
 # data: every epoch runs and the last one's weights are kept)
@@ -84,7 +84,8 @@ class TrainConfig:
     patience: int = 10                # paper: 10
     weighting: str = "static"         # a name of model.weighting.STRATEGIES
     weighting_options: dict = field(default_factory=dict)  # e.g. {"alpha": 0.6, "beta": 0.3, ...}
-    precision: str = "float32"        # or "mixed_bfloat16": bf16 compute, float32 weights (see README)
+    precision: str = "auto"           # float32, mixed_bfloat16 (bf16 compute, float32 weights) or auto
+    jit_compile: bool | str = "auto"  # XLA-compiled steps: true, false or auto (model.device's rule)
     fit_on: str = "train"             # or "train+validate": refit on both for exactly `epochs` (see FIT_ON)
     seed: int = 0
 
@@ -102,6 +103,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}"
                                  + (" (mixed_float16 would need loss scaling, which this loop does not do)"
                                     if name == "precision" else ""))
+        if self.jit_compile not in (True, False, "auto"):
+            raise ValueError(f"jit_compile must be true, false or 'auto', got {self.jit_compile!r}")
         known = STRATEGIES[self.weighting][1]
         for option, value in self.weighting_options.items():
             if option not in known:

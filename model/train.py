@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from .config import ModelConfig, TrainConfig
+from .device import resolve, visible_gpus
 from .losses import task_losses
 from .network import build_model
 from .schedules import WarmupSchedule
@@ -63,11 +64,9 @@ class FitResult:
 class Trainer:
     """Owns model, optimizer and weighting for one training run under one strategy.
 
-    ``jit_compile``: XLA-compile the steps (a subclass may set it; under one worker only). Off by
-    default because it measured 5-6x *slower* on CPU (``python -m benchmarks.throughput``).
+    Precision and XLA compilation follow ``train_cfg.precision`` and ``train_cfg.jit_compile``,
+    ``auto`` resolved for the devices this process sees (:mod:`model.device`; ``self.policy``).
     """
-
-    jit_compile = False
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, dataset, *,
                  strategy: tf.distribute.Strategy | None = None,
@@ -81,8 +80,11 @@ class Trainer:
         n_train = len(dataset.indices(train_cfg.fit_on))
         self.batch_size = min(train_cfg.batch_size, n_train)
         self.steps_per_epoch = n_train // self.batch_size
+        self.policy = resolve(train_cfg.precision, train_cfg.jit_compile, visible_gpus(),
+                              replicas=self.strategy.num_replicas_in_sync)
+        self.jit_compile = self.policy.jit_compile
         with self.strategy.scope():
-            with dtype_policy(train_cfg.precision):
+            with dtype_policy(self.policy.precision):
                 self.model = build_model(model_cfg, seed=train_cfg.seed)
             self.weighting = make_weighting(train_cfg.weighting, model_cfg.tasks,
                                             **train_cfg.weighting_options)

@@ -275,6 +275,42 @@ def test_a_refit_on_train_and_validate_trains_on_both_and_keeps_the_last_epoch(t
         TrainConfig(fit_on="validate")
 
 
+def test_the_device_rule_by_hand():
+    from model.device import resolve
+
+    cpu = resolve("auto", "auto", [])
+    assert (cpu.device, cpu.precision, cpu.jit_compile) == ("cpu", "float32", False)
+    a10g = resolve("auto", "auto", [(8, 6)])
+    assert (a10g.device, a10g.precision, a10g.jit_compile) == ("gpu", "mixed_bfloat16", True)
+    t4 = resolve("auto", "auto", [(7, 5)])
+    assert (t4.precision, t4.jit_compile) == ("float32", True)
+    assert resolve("auto", "auto", [(9, 0), (7, 0)]).precision == "float32"  # every GPU must have bf16
+    assert resolve("auto", "auto", [(9, 0)], replicas=2).jit_compile is False  # no XLA across workers
+    forced = resolve("float32", True, [])
+    assert (forced.precision, forced.jit_compile) == ("float32", True) and "set by the study" in forced.reason
+    with pytest.raises(ValueError, match="jit_compile must be true, false or 'auto', got 'yes'"):
+        TrainConfig(jit_compile="yes")
+
+
+def test_an_xla_step_gives_the_plain_step_s_losses(tiny_dataset):
+    """jit_compile (on for GPUs by the device rule) compiles the same step: from the same weights,
+    on the same batches, the same losses and the same updated weights, to float32 rounding (XLA
+    fuses and reorders sums, so training drifts apart only slowly); the trainer records it."""
+    plain = tiny_trainer(tiny_dataset, jit_compile=False)
+    xla = tiny_trainer(tiny_dataset, jit_compile=True)
+    assert (plain.policy.jit_compile, xla.policy.jit_compile, plain.policy.precision) == (False, True, "float32")
+    # the compiled step itself (tf.function keeps no public flag for it)
+    assert (plain._train_step._jit_compile, xla._train_step._jit_compile) == (False, True)
+    for a, b in zip(plain.model.get_weights(), xla.model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the same seed: the same start
+    for batch in list(plain._distributed("train", 1, training=True))[:3]:
+        one, other = plain._train_step(batch), xla._train_step(batch)
+        for task in one:
+            assert float(other[task]) == pytest.approx(float(one[task]), rel=1e-5), task
+    for a, b in zip(plain.model.get_weights(), xla.model.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
 def test_non_finite_loss_stops_with_clear_error(tiny_dataset, tmp_path):
     trainer = tiny_trainer(tiny_dataset, tmp_path)
     kernel = trainer.model.to_vocab.kernel

@@ -367,6 +367,10 @@ def test_paper_grid_sweep_writes_contract_files_and_reproduces(tmp_path):
     assert study["versions"]["ray"] and study["data"]["weights_used"] == "random"
     assert study["seeds"] == {"study": 0, "data": 0} and study["search_space"]["repeats"] == 2
     assert "RANDOM" in study["data"]["warning"]
+    # the device rule on this CPU: asked "auto", every trial trained in float32 without XLA
+    assert study["device_policy"] == {"precision": "auto", "jit_compile": "auto", "rule": "model.device"}
+    assert (trials["device"] == "cpu").all() and (trials["precision"] == "float32").all()
+    assert not trials["jit_compile"].astype(bool).any()
     run = study["runs"][-1]  # where this invocation's time went
     assert all(run[k] >= 0 for k in ("prepare_seconds", "ray_start_seconds", "sweep_seconds", "report_seconds"))
     assert trials["seed"].is_unique and (trials["setup_seconds"] > 0).all()

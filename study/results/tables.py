@@ -47,6 +47,7 @@ def read_trial(trial_dir: Path, *, tables: bool = True) -> tuple[dict, list, lis
                    repeat=result.get("repeat"), seed=result.get("seed"),
                    setup_seconds=result.get("setup_seconds"), eval_seconds=result.get("eval_seconds"),
                    started_at=result.get("started"),
+                   **{k: result.get("device_policy", {}).get(k) for k in ("device", "precision", "jit_compile")},
                    # the trial's own clock: a copy (a pull from object storage) keeps it
                    finished_at=result.get("finished", result_path.stat().st_mtime))
         params, settings = result["params"], result.get("settings", {})

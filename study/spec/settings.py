@@ -24,7 +24,7 @@ MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "ta
 STRATEGY_KEYS = {f"{name}_{option}" for name, (_, options) in STRATEGIES.items() if name != "static"
                  for option in options}
 TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "warmup_fraction", "schedule", "clip_norm",
-              "patience", "weighting", "alpha", "beta", "gamma", "precision", "fit_on"} | STRATEGY_KEYS
+              "patience", "weighting", "alpha", "beta", "gamma", "precision", "jit_compile", "fit_on"} | STRATEGY_KEYS
 EVAL_KEYS = {"bertscore", "beam_width", "bertscore_model", "bertscore_layers", "bertscore_rescale", "learned_scorers"}
 SETTING_KEYS = MODEL_KEYS | TRAIN_KEYS | EVAL_KEYS
 LOSS_WEIGHTS = {"text": "alpha", "oc": "beta", "ml": "gamma"}  # L = a L_text + b L_oc + c L_ml
@@ -64,7 +64,8 @@ def build_configs(settings: dict, dataset=None, seed: int = 0):
         prefix = f"{weighting}_"
         options = {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix) and k in STRATEGY_KEYS}
     train_kw = {k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "warmup_fraction",
-                                          "schedule", "clip_norm", "patience", "precision", "fit_on") if k in settings}
+                                          "schedule", "clip_norm", "patience", "precision", "jit_compile", "fit_on")
+                if k in settings}
     train_cfg = TrainConfig(**train_kw, weighting=weighting, weighting_options=options, seed=seed)
     eval_opts = {"bertscore": True, "beam_width": 1, "bertscore_model": None, "bertscore_layers": None,
                  "bertscore_rescale": False, "learned_scorers": (),

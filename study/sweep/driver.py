@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import ray
 
+from model.device import AUTO
 from study.analysis.configs import write_front
 from study.results.files import write_json_atomic
 from study.results.layout import FINAL_STATUSES, OPTUNA_DB, RECORD_TABLES, REPORT_FILES, STUDY, STUDY_LOG
@@ -177,6 +178,9 @@ def write_study_json(experiment_dir: Path, args, space, space_text: str, dataset
         "seeds": {"study": args.seed, "data": args.data_seed if args.data == "synthetic" else None},
         "versions": package_versions(),
         "data": {"source": args.data, "prepared_dir": str(dataset.directory), **dataset.meta},
+        # what the study asks; each trial's resolved precision and XLA are in trials.parquet
+        "device_policy": {k: ("searched" if k in space.params else space.fixed.get(k, AUTO))
+                          for k in ("precision", "jit_compile")} | {"rule": "model.device"},
         "resources": {"trial": resources.trial_resources, "worker": resources.worker_resources,
                       "max_concurrent": resources.max_concurrent, "sized_by": resources.sized_by},
         "runs": previous.get("runs", []),  # where each invocation's time went (see record_run)

@@ -112,6 +112,7 @@ def _train_and_record(request, trial_dir, strategy, is_chief, report, sync) -> d
               "params": request.params, "settings": request.settings,
               "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
               "stopped_early": fit.stopped_early, "seed": request.seed, "config_id": request.config_id,
+              "device_policy": trainer.policy.to_dict(),
               "repeat": request.repeat, "started": started,
               "setup_seconds": setup_seconds, "train_seconds": fit.train_seconds}
     if not is_chief:
