@@ -18,9 +18,21 @@ The rule (a user can always force either setting: ``--set precision=float32``,
 
 Nothing here touches a GPU: :func:`resolve` takes the devices as data, and
 :func:`visible_gpus` reads them from TensorFlow in the trial process.
+
+**Memory when trials share a GPU** (:func:`configure_memory`, called in every trial process
+before TensorFlow initialises its devices). TensorFlow otherwise reserves nearly all of a GPU's
+memory in the first process that touches it, and a second trial on the same GPU fails. With a
+share of 1/N of a GPU, each process gets a hard limit of its share of the GPU's memory (read
+from ``nvidia-smi``), minus 5 % for the CUDA context: a limit, not memory growth, because growth
+lets one trial's peak take what another needs later, so an out-of-memory error would hit
+whichever trial grows last. Without ``nvidia-smi`` the share falls back to memory growth, and a
+whole GPU gets memory growth too (the default would also hold it all, but growth leaves room for
+a monitoring tool).
 """
 from __future__ import annotations
 
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass
 
 AUTO = "auto"
@@ -69,3 +81,48 @@ def visible_gpus() -> list[tuple[int, int]]:
         capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
         found.append(tuple(capability) if capability else (0, 0))
     return found
+
+
+MEMORY_HEADROOM = 0.95   # of a GPU share: the rest is left for the CUDA context
+
+
+def gpu_memory_mb() -> list[int]:
+    """Total memory of each GPU in MiB, from ``nvidia-smi`` (empty when it is not there)."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    done = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                          capture_output=True, text=True, timeout=30)
+    return [int(line) for line in done.stdout.split() if line.strip().isdigit()] if done.returncode == 0 else []
+
+
+_CONFIGURED: dict | None = None  # a process configures its GPUs once; reused trial processes keep it
+
+
+def configure_memory(share: float) -> dict:
+    """Limit (or let grow) TensorFlow's GPU memory for a trial holding ``share`` of each of its
+    GPUs; return what was done, for the trial's records. Must run before TensorFlow initialises
+    its devices; a process that already did keeps its first setting (and says so)."""
+    global _CONFIGURED
+    if _CONFIGURED is not None:
+        return {**_CONFIGURED, "note": "configured by this process's first trial"}
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        _CONFIGURED = {"mode": "none", "share": share, "note": "TensorFlow sees no GPU"}
+        return _CONFIGURED
+    totals = gpu_memory_mb() if share < 1 else []
+    try:
+        if share < 1 and len(totals) >= len(gpus):
+            limits = [int(total * share * MEMORY_HEADROOM) for total in totals[:len(gpus)]]
+            for gpu, limit in zip(gpus, limits):
+                tf.config.set_logical_device_configuration(gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)])
+            _CONFIGURED = {"mode": "limit", "share": share, "limit_mb": limits}
+        else:
+            for gpu in gpus:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            _CONFIGURED = {"mode": "growth", "share": share,
+                           "note": "whole GPU" if share >= 1 else "nvidia-smi not found: no memory total to divide"}
+    except RuntimeError as exc:  # TensorFlow had initialised its GPUs already
+        _CONFIGURED = {"mode": "unchanged", "share": share, "note": f"too late: {exc}"}
+    return _CONFIGURED

@@ -331,3 +331,33 @@ def test_autoscaling_cluster_launches_gpu_nodes_and_survives_node_loss(local_clu
         assert len({r["node_id"] for r in ranks}) == 2 and all(r["node_id"] in launched for r in ranks)
         assert all(r["gpus"]["ray"] == ["0"] for r in ranks)  # each worker got its node's one GPU
     assert FAKE_HEAD_TYPE not in {n["type"] for n in launched.values()}
+
+
+@pytest.mark.slow
+def test_four_trials_share_one_gpu_node_at_a_quarter_gpu_each(local_cluster, tmp_path):
+    """``--trials-per-gpu 4`` on the twin: the four trials' requests (1 CPU, 0.25 GPU) fit one
+    gpu_worker node (4 CPU, 1 GPU), so the autoscaler launches one node and the four train at the
+    same time there; every trial process records its GPU memory setting, made before TensorFlow
+    initialised its devices (on this machine TensorFlow sees no GPU, and says so)."""
+    directory, state = local_cluster
+    out = tmp_path / "driver.log"
+    command = [sys.executable, str(ROOT / "study" / "run.py"), "--address", state["address"],
+               "--cluster-config", state["autoscaler_config"], "--storage", str(tmp_path), "--name", "packed",
+               "--search-space", "smoke", "--num-samples", "4", "--max-epochs", "3", "--trials-per-gpu", "4",
+               "--cpus-per-worker", "1", "--data-dir", str(tmp_path / "cohort"), *TINY]
+    done = subprocess.run(command, stdout=open(out, "w"), stderr=subprocess.STDOUT, cwd=ROOT, timeout=600,
+                          env={**os.environ, "RAY_AUTH_MODE": "token"})
+    assert done.returncode == 0, out.read_text()[-3000:]
+    study = json.loads((tmp_path / "packed" / "study.json").read_text())
+    assert study["resources"]["trial"] == {"cpu": 1.0, "gpu": 0.25}, study["resources"]
+    launched = study["runs"][-1]["nodes_launched"]
+    assert [n["type"] for n in launched] == ["gpu_worker"]  # one node holds all four
+    trials = pd.read_parquet(tmp_path / "packed" / "trials.parquet")
+    assert len(trials) == 4 and (trials["status"] == "TERMINATED").all()
+    # all four trained at once: the latest start comes before the earliest finish
+    assert trials["started_at"].max() < trials["finished_at"].min()
+    for trial_id in trials["trial_id"]:
+        record = json.loads((tmp_path / "packed" / "trials" / trial_id / "workers" / "rank-0.json").read_text())
+        assert record["node_id"] == launched[0]["node_id"] and record["gpus"]["ray"] == ["0"]
+        assert record["gpu_memory"]["share"] == 0.25 and record["gpu_memory"]["mode"] == "none"
+        assert record["gpus"]["tensorflow"] == []

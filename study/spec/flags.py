@@ -43,7 +43,11 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
                    help="the local --storage path is mounted at the same place on every node (NFS, EFS)")
     p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers per trial (data parallel)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each worker reserves")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each worker reserves")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="GPUs each worker reserves: whole GPUs, or 1/N of one to share it (see --trials-per-gpu)")
+    p.add_argument("--trials-per-gpu", type=int, default=None, metavar="N",
+                   help="pack N one-worker trials on each GPU: each reserves 1/N of it and TensorFlow "
+                        "memory is limited to that share (the same as --gpus-per-worker 1/N)")
     p.add_argument("--max-concurrent", type=int, default=None, help="concurrent trials (default: as many as resources allow)")
     p.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial before it is recorded as failed")
     p.add_argument("--force-ray-train", action="store_true", help="use a Ray Train run even with one worker per trial")
@@ -92,7 +96,7 @@ class OneLineParser(argparse.ArgumentParser):
 FLAG_RANGES = {
     "num_samples": (True, 1, None), "repeats": (True, 1, None), "max_epochs": (True, 1, None),
     "workers_per_trial": (True, 1, None), "cpus_per_worker": (False, 0.01, None),
-    "gpus_per_worker": (False, 0.0, None), "max_concurrent": (True, 1, None),
+    "gpus_per_worker": (False, 0.0, None), "trials_per_gpu": (True, 1, None), "max_concurrent": (True, 1, None),
     "max_failures": (True, 0, 100), "seed": (True, 0, 2**32 - 1), "data_seed": (True, 0, 2**32 - 1),
     "n_synthetic": (True, 20, None), "image_size": (True, 32, 1024),
 }

@@ -64,6 +64,7 @@ class StudyPlan:
 def build_plan(args: argparse.Namespace) -> StudyPlan:
     """Check the flags against the storage, the space, the scorers, the cluster and the cohort;
     raise ``SystemExit`` with one line on the first problem (see the module docs)."""
+    check_gpu_share(args)
     check_address(args.address)
     if args.name is None:
         args.name = f"{Path(args.search_space).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
@@ -101,6 +102,28 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     check_storage_reach(args, location, grows_elsewhere(shape))
     check_data(args)
     return StudyPlan(args, location, space, space_text, num_configs, shape, cohort_dir_of(args))
+
+
+def check_gpu_share(args) -> None:
+    """``--trials-per-gpu N`` becomes ``--gpus-per-worker 1/N``; a share of a GPU must divide it
+    and is for one-worker trials only (several workers' collective ops need a GPU each)."""
+    if args.trials_per_gpu is not None:
+        if args.gpus_per_worker:
+            raise SystemExit(f"--trials-per-gpu {args.trials_per_gpu} and --gpus-per-worker {args.gpus_per_worker:g}: "
+                             f"give one of them (N trials per GPU is --gpus-per-worker 1/N)")
+        args.gpus_per_worker = 1.0 / args.trials_per_gpu
+    share = args.gpus_per_worker
+    if 0 < share < 1:
+        n = round(1 / share)
+        if abs(n * share - 1) > 1e-6:
+            raise SystemExit(f"--gpus-per-worker {share:g}: a share of a GPU must divide it (1/N: 0.5, 0.25, ...), "
+                             f"so that trials fill GPUs without leftovers; or pass --trials-per-gpu N")
+        if args.workers_per_trial > 1:
+            raise SystemExit(f"--gpus-per-worker {share:g} with --workers-per-trial {args.workers_per_trial}: "
+                             f"several workers per trial need a whole GPU each (their all-reduce runs on it); "
+                             f"share GPUs between one-worker trials instead")
+    elif share > 1 and share != int(share):
+        raise SystemExit(f"--gpus-per-worker {share:g}: above 1, a whole number of GPUs")
 
 
 def _apply_scorers(args, space: SearchSpace) -> None:

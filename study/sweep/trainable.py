@@ -38,6 +38,32 @@ def _configure_threads(n: float) -> None:
         pass  # TF already initialised in this process (reused actor): keep its setting
 
 
+def _configure_devices(cpus: float, gpu_share: float) -> dict:
+    """Threads and GPU memory of this trial process, before TensorFlow initialises its devices;
+    returns the memory setting for the trial's records (``model.device.configure_memory``)."""
+    from model.device import configure_memory
+
+    _configure_threads(cpus)
+    return configure_memory(gpu_share)
+
+
+def _record_devices(trial_dir: Path, name: str, memory: dict) -> dict:
+    """Where this process ran and what it saw: Ray's GPU ids, TensorFlow's GPUs, the memory setting."""
+    import tensorflow as tf
+
+    placement = trial_dir / "workers"  # for users and tests
+    placement.mkdir(parents=True, exist_ok=True)
+    record = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+              "gpus": {"ray": [str(g) for g in ray.get_gpu_ids()],
+                       "tensorflow": [d.name for d in tf.config.list_physical_devices("GPU")]},
+              "gpu_memory": memory}
+    (placement / name).write_text(json.dumps(record))
+    if record["gpus"]["ray"] and not record["gpus"]["tensorflow"]:
+        log.warning("Ray gave %s GPU %s, but TensorFlow sees no GPU: it trains on the CPU "
+                    "(install tensorflow[and-cuda] on GPU nodes; docs: the cluster guide)", name, ",".join(record["gpus"]["ray"]))
+    return record
+
+
 def train_worker(config: dict) -> None:
     """Ray Train worker loop: the same trial code under MultiWorkerMirroredStrategy."""
     import tensorflow as tf
@@ -45,19 +71,10 @@ def train_worker(config: dict) -> None:
     from study.trial.runner import run_trial  # TensorFlow is imported by trial processes, never by the driver
 
     request = TrialRequest(**config["request"])
-    _configure_threads(config["cpus_per_worker"])
+    memory = _configure_devices(config["cpus_per_worker"], config["gpus_per_worker"] or 1.0)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     rank = ray.train.get_context().get_world_rank()
-    placement = Path(request.trial_dir) / "workers"  # where each worker ran (for users and tests)
-    placement.mkdir(parents=True, exist_ok=True)
-    gpus = {"ray": [str(g) for g in ray.get_gpu_ids()],
-            "tensorflow": [d.name for d in tf.config.list_physical_devices("GPU")]}
-    (placement / f"rank-{rank}.json").write_text(json.dumps(
-        {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-         "gpus": gpus}))
-    if gpus["ray"] and not gpus["tensorflow"]:
-        log.warning("Ray gave worker %d GPU %s, but TensorFlow sees no GPU: it trains on the CPU "
-                    "(install tensorflow[and-cuda] on GPU nodes; docs: the cluster guide)", rank, ",".join(gpus["ray"]))
+    _record_devices(Path(request.trial_dir), f"rank-{rank}.json", memory)
     run_trial(request, strategy=strategy, is_chief=rank == 0, report=ray.train.report)
 
 
@@ -68,7 +85,8 @@ def trainable(config: dict, context: StudyContext) -> None:
     if not context.uses_ray_train:
         from study.trial.runner import run_trial  # TensorFlow is imported by trial processes, never by the driver
 
-        _configure_threads(context.cpus_per_worker)
+        memory = _configure_devices(context.cpus_per_worker, context.gpus_per_worker or 1.0)
+        _record_devices(Path(request.trial_dir), "rank-0.json", memory)
         run_trial(request, report=tune.report)
         return
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -78,7 +96,8 @@ def trainable(config: dict, context: StudyContext) -> None:
     gpus = context.gpus_per_worker
     trainer = TensorflowTrainer(
         train_worker,
-        train_loop_config={"request": asdict(request), "cpus_per_worker": context.cpus_per_worker},
+        train_loop_config={"request": asdict(request), "cpus_per_worker": context.cpus_per_worker,
+                           "gpus_per_worker": context.gpus_per_worker},
         scaling_config=ScalingConfig(num_workers=context.workers_per_trial, use_gpu=gpus > 0,
                                      resources_per_worker={"CPU": context.cpus_per_worker,
                                                            **({"GPU": gpus} if gpus else {})}),
