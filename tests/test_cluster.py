@@ -76,6 +76,33 @@ def test_concurrency_comes_from_what_the_cluster_can_grow_to():
         plan_resources(too_big, {"CPU": 4.0}, None, shape)
 
 
+def test_a_running_autoscaler_is_found_by_its_cluster_and_named_when_it_cannot_be_used(tmp_path):
+    """`ray start --head --autoscaling-config FILE` leaves no ~/ray_bootstrap_config.yaml: the
+    monitor process's command line names FILE and the cluster, so the driver reads FILE; when it
+    cannot tell which one applies, a refused GPU request says to pass --cluster-config."""
+    from search_spaces import resolve
+    from study.spec.request import StudyContext
+    from study.spec.resources import plan_resources, running_autoscaler_config
+    from study.spec.space_file import load_space
+
+    config = tmp_path / "autoscaler.yaml"
+    monitor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                                "/x/ray/autoscaler/_private/monitor.py", "--gcs-address=127.0.0.1:59999",
+                                f"--autoscaling-config={config}"])
+    try:
+        deadline = time.time() + 10
+        while running_autoscaler_config("127.0.0.1:59999") is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert running_autoscaler_config("127.0.0.1:59999") == config
+        assert running_autoscaler_config("127.0.0.1:1") is None  # another cluster's
+        ctx = StudyContext(load_space(resolve("smoke")), "", "", 0, gpus_per_worker=1)
+        with pytest.raises(ValueError, match=rf"an autoscaler runs on this machine \(.*{config}.*\): pass its "
+                                             r"configuration with --cluster-config"):
+            plan_resources(ctx, {"CPU": 4.0}, None)
+    finally:
+        monitor.kill()
+
+
 def test_the_worker_cap_counts_the_biggest_nodes_first():
     """Two GPU types under a cap of 3 worker nodes: 2 nodes of 8 GPUs (16 one-GPU workers) and then
     1 node of 1 GPU = 17 workers; the 4-CPU head holds none (no GPU)."""
@@ -338,11 +365,13 @@ def test_four_trials_share_one_gpu_node_at_a_quarter_gpu_each(local_cluster, tmp
     """``--trials-per-gpu 4`` on the twin: the four trials' requests (1 CPU, 0.25 GPU) fit one
     gpu_worker node (4 CPU, 1 GPU), so the autoscaler launches one node and the four train at the
     same time there; every trial process records its GPU memory setting, made before TensorFlow
-    initialised its devices (on this machine TensorFlow sees no GPU, and says so)."""
+    initialised its devices (on this machine TensorFlow sees no GPU, and says so). No
+    --cluster-config is given: the driver reads the configuration of the autoscaler it finds
+    running for that cluster (without it, the GPU request would be refused)."""
     directory, state = local_cluster
     out = tmp_path / "driver.log"
     command = [sys.executable, str(ROOT / "study" / "run.py"), "--address", state["address"],
-               "--cluster-config", state["autoscaler_config"], "--storage", str(tmp_path), "--name", "packed",
+               "--storage", str(tmp_path), "--name", "packed",  # no --cluster-config: the running autoscaler's
                "--search-space", "smoke", "--num-samples", "4", "--max-epochs", "3", "--trials-per-gpu", "4",
                "--cpus-per-worker", "1", "--data-dir", str(tmp_path / "cohort"), *TINY]
     done = subprocess.run(command, stdout=open(out, "w"), stderr=subprocess.STDOUT, cwd=ROOT, timeout=600,
@@ -350,6 +379,8 @@ def test_four_trials_share_one_gpu_node_at_a_quarter_gpu_each(local_cluster, tmp
     assert done.returncode == 0, out.read_text()[-3000:]
     study = json.loads((tmp_path / "packed" / "study.json").read_text())
     assert study["resources"]["trial"] == {"cpu": 1.0, "gpu": 0.25}, study["resources"]
+    # sized by the file the twin's autoscaler was started with, found without --cluster-config
+    assert "gpu_worker (CPU 4, GPU 1; up to 8)" in study["resources"]["sized_by"]
     launched = study["runs"][-1]["nodes_launched"]
     assert [n["type"] for n in launched] == ["gpu_worker"]  # one node holds all four
     trials = pd.read_parquet(tmp_path / "packed" / "trials.parquet")

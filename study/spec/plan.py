@@ -96,7 +96,7 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
                          f"{space.path.name} trains {space.fixed.get('epochs')}")
     num_configs = _num_configs(args, space)
     try:
-        shape = find_shape(args.cluster_config, on_head=bool(args.address))
+        shape = find_shape(args.cluster_config, address=args.address)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     check_storage_reach(args, location, grows_elsewhere(shape))

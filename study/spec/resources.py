@@ -89,15 +89,50 @@ class ClusterShape:
         return "; ".join(t.describe() for t in self.types)
 
 
-def find_shape(path: str | None = None, *, on_head: bool = False) -> ClusterShape | None:
-    """The autoscaler's node types from ``path`` (``--cluster-config``), else, ``on_head`` (joining
-    a cluster), from the copy ``ray up`` leaves on the head node. None: no such file."""
+def running_autoscalers() -> list[tuple[str | None, Path]]:
+    """``(GCS address, --autoscaling-config)`` of every autoscaler running on this machine, as
+    ``ray start --head --autoscaling-config`` starts one: Ray's monitor process names both on its
+    command line."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            parts = process.info["cmdline"] or []
+        except psutil.Error:
+            continue
+        if any(part.endswith("autoscaler/_private/monitor.py") for part in parts):
+            flags = dict(part[2:].split("=", 1) for part in parts if part.startswith("--") and "=" in part)
+            if "autoscaling-config" in flags:
+                found.append((flags.get("gcs-address"), Path(flags["autoscaling-config"])))
+    return found
+
+
+def running_autoscaler_config(address: str | None) -> Path | None:
+    """The configuration file of the autoscaler running here for the cluster at ``address``
+    (``auto``: the only one running)."""
+    found = running_autoscalers()
+    if address and address != "auto":  # by port: the monitor may name the node's IP, the user 127.0.0.1
+        port = address.rsplit(":", 1)[-1]
+        found = [(gcs, path) for gcs, path in found if gcs and gcs.rsplit(":", 1)[-1] == port]
+    return found[0][1] if len(found) == 1 else None
+
+
+def find_shape(path: str | None = None, *, address: str | None = None) -> ClusterShape | None:
+    """The autoscaler's node types from ``path`` (``--cluster-config``), else, when joining a
+    cluster (``address``), from the copy ``ray up`` leaves on the head node, or from the file an
+    autoscaler running here was started with. None: no such file."""
     if path:
         file = Path(path).expanduser()
         if not file.is_file():
             raise ValueError(f"--cluster-config {path}: file not found")
-    elif on_head and HEAD_NODE_CONFIG.is_file():
+    elif address and HEAD_NODE_CONFIG.is_file():
         file = HEAD_NODE_CONFIG
+    elif address and running_autoscaler_config(address) is not None:
+        file = running_autoscaler_config(address)
+        if not file.is_file():
+            raise ValueError(f"the autoscaler running here reads {file}, which this process cannot read: "
+                             f"pass its configuration with --cluster-config")
     else:
         return None
     return ClusterShape.from_config(yaml.safe_load(file.read_text()) or {}, source=str(file))
@@ -150,8 +185,11 @@ def plan_resources(ctx: StudyContext, available: dict, requested_concurrency: in
         fit = min(int(available.get(k, 0.0) // v) for k, v in per_trial.items())
         where = f"the cluster ({_describe({k: available.get(k, 0.0) for k in ('CPU', 'GPU')})})"
     if fit < 1:
+        running = [str(path) for _, path in running_autoscalers()] if shape is None else []
+        hint = (f"; an autoscaler runs on this machine ({', '.join(running)}): pass its configuration with "
+                f"--cluster-config so that the nodes it can add are counted" if running else "")
         raise ValueError(f"one trial needs {asked}, more than {where} holds: lower --workers-per-trial, "
-                         f"--cpus-per-worker or --gpus-per-worker, or add nodes")
+                         f"--cpus-per-worker or --gpus-per-worker, or add nodes{hint}")
     if requested_concurrency and requested_concurrency > fit:
         log.warning("--max-concurrent %d lowered to %d: more trials could not place their workers "
                     "on %s", requested_concurrency, fit, where)
