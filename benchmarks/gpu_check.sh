@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # GPU readiness on a machine with an NVIDIA GPU (a cluster's GPU node, or a lent GPU machine);
-# never run by the tests. About 5 minutes:
+# never run by the tests. Estimated 6-8 minutes (never yet run on a GPU):
 #   1. the driver and TensorFlow see the GPU (tensorflow[and-cuda], as cluster.yaml installs it);
-#   2. steps per second of the default model's train step: GPU float32 and mixed bfloat16 vs CPU;
+#   2. steps per second of the default model's train step: GPU float32, mixed bfloat16 and
+#      float32 + XLA vs CPU (python -m benchmarks.gpu);
 #   3. one trial of the default study through study/run.py with --gpus-per-worker 1, and the GPU
-#      Ray gave its worker and TensorFlow saw there.
+#      Ray gave its worker and TensorFlow saw there;
+#   4. trials per GPU-hour with 1, 2, 4 and 8 smoke trials packed on the GPU
+#      (--trials-per-gpu N; python -m benchmarks.packing --quick), one table.
 # Usage: bash benchmarks/gpu_check.sh [PYTHON]      (default: .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +23,5 @@ trap 'rm -rf "$WORK"' EXIT
     --storage "$WORK" --name gpu-check --no-report | tail -n 4
 echo "where the trial ran:"
 cat "$WORK"/gpu-check/trials/*/workers/rank-0.json; echo
+echo "trials packed on one GPU:"
+"$PY" -m benchmarks.packing --quick

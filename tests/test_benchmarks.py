@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import search, sweep
@@ -130,3 +131,17 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
     tune, plain = runs["runs"]["tune1"], runs["runs"]["plain"]
     assert tune["trials"] == plain["trials"] == 2 and tune["ray_start"] > 0
     assert sum(runs["overhead_breakdown"].values()) == pytest.approx(tune["wall"] - plain["wall"], abs=0.01)
+
+
+def test_packed_trials_per_gpu_hour_by_hand():
+    """benchmarks.packing's table from hand-made records: 1 trial in 100 s is 36 per GPU-hour;
+    4 trials from t=0 to t=200 s are 72 (gain 2); a failed trial does not count."""
+    from benchmarks.packing import packing_rows
+
+    one = pd.DataFrame({"status": ["TERMINATED"], "started_at": [10.0], "finished_at": [110.0]})
+    four = pd.DataFrame({"status": ["TERMINATED"] * 4 + ["ERROR"], "started_at": [0.0, 5.0, 5.0, 10.0, 0.0],
+                         "finished_at": [150.0, 190.0, 200.0, 180.0, 999.0]})
+    table = packing_rows({4: four, 1: one}).set_index("trials_per_gpu")
+    assert table.loc[1, "trials_per_gpu_hour"] == pytest.approx(36.0)
+    assert table.loc[4, "trials"] == 4 and table.loc[4, "span_s"] == 200.0
+    assert table.loc[4, "trials_per_gpu_hour"] == pytest.approx(72.0) and table.loc[4, "gain"] == pytest.approx(2.0)
