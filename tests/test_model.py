@@ -292,6 +292,35 @@ def test_the_device_rule_by_hand():
         TrainConfig(jit_compile="yes")
 
 
+def test_gpu_memory_is_limited_to_the_trial_s_share(monkeypatch):
+    """configure_memory with two (fake) 24 GiB GPUs and a quarter share: each gets a logical device
+    limited to 24576 x 0.25 x 0.95 = 5836 MiB; a whole GPU gets memory growth; without nvidia-smi a
+    share falls back to growth; a second call in the same process keeps the first setting."""
+    import subprocess
+    import tensorflow as tf
+
+    from model import device
+
+    calls = []
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu:0", "gpu:1"])
+    monkeypatch.setattr(tf.config, "set_logical_device_configuration", lambda gpu, cfg: calls.append((gpu, cfg[0].memory_limit)))
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda gpu, on: calls.append((gpu, "growth")))
+    monkeypatch.setattr(device.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(device.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "24576\n24576\n", ""))
+    for share, expected in ((0.25, [("gpu:0", 5836), ("gpu:1", 5836)]), (1.0, [("gpu:0", "growth"), ("gpu:1", "growth")])):
+        monkeypatch.setattr(device, "_CONFIGURED", None)
+        calls.clear()
+        record = device.configure_memory(share)
+        assert calls == expected and record["mode"] == ("limit" if share < 1 else "growth")
+    monkeypatch.setattr(device, "_CONFIGURED", None)
+    monkeypatch.setattr(device.shutil, "which", lambda name: None)
+    calls.clear()
+    assert device.configure_memory(0.5)["mode"] == "growth" and calls == [("gpu:0", "growth"), ("gpu:1", "growth")]
+    calls.clear()
+    again = device.configure_memory(0.25)
+    assert again["mode"] == "growth" and "first trial" in again["note"] and calls == []
+
+
 def test_an_xla_step_gives_the_plain_step_s_losses(tiny_dataset):
     """jit_compile (on for GPUs by the device rule) compiles the same step: from the same weights,
     on the same batches, the same losses and the same updated weights, to float32 rounding (XLA
