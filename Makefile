@@ -33,7 +33,7 @@ test: $(STAMP) $(IU_WHEEL)
 test-fast: $(STAMP) $(IU_WHEEL)
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(IU_WHEEL)
 	$(PY) -m benchmarks $(ARGS)
 
 docs: $(STAMP)

@@ -11,12 +11,13 @@ import argparse
 import time
 from pathlib import Path
 
-from . import decoding, feature_cache, labeler, scale, search, sweep, throughput, weighting
+from . import decoding, feature_cache, iu_text, labeler, scale, search, sweep, throughput, weighting
 from .common import DEFAULT_WORKDIR, ROOT, Workspace, format_table, run_timed, write_results
 
 # feature_cache first: it times the first preparation of the workspace's cohort
 BENCHMARKS = {"feature_cache": feature_cache, "decoding": decoding, "throughput": throughput,
-              "labeler": labeler, "search": search, "sweep": sweep, "weighting": weighting, "scale": scale}
+              "labeler": labeler, "iu_text": iu_text, "search": search, "sweep": sweep, "weighting": weighting,
+              "scale": scale}
 
 
 def build_parser() -> argparse.ArgumentParser:

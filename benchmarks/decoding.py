@@ -18,19 +18,28 @@ FULL = {"lengths": (50, 100, 200), "batch": 16, "widths": (1, 2, 4), "repeats": 
 QUICK = {"lengths": (10,), "batch": 2, "widths": (2,), "repeats": 1}
 
 
-def measure(lengths, batch, widths, repeats) -> list[dict]:
+def endless_model(n: int, batch: int):
+    """The default-size model, randomly initialised, whose end token never wins (every row decodes
+    exactly ``n`` tokens), and random inputs for a batch."""
     from model.config import ModelConfig
-    from model.decoding import END_ID, beam_search, greedy_decode, naive_greedy_decode
+    from model.decoding import END_ID
     from model.network import build_model, dummy_inputs
+
+    cfg = ModelConfig(report_length=n + 1)
+    model = build_model(cfg, seed=0)
+    bias = model.to_vocab.bias
+    bias.assign(bias.numpy() - 1e4 * np.eye(cfg.report_vocab)[END_ID])  # never stop early
+    x = dummy_inputs(cfg, batch)
+    x["image_features"] = np.random.default_rng(0).normal(size=x["image_features"].shape).astype("float32")
+    return model, x
+
+
+def measure(lengths, batch, widths, repeats) -> list[dict]:
+    from model.decoding import beam_search, greedy_decode, naive_greedy_decode
 
     rows = []
     for n in lengths:
-        cfg = ModelConfig(report_length=n + 1)
-        model = build_model(cfg, seed=0)
-        bias = model.to_vocab.bias
-        bias.assign(bias.numpy() - 1e4 * np.eye(cfg.report_vocab)[END_ID])  # never stop early
-        x = dummy_inputs(cfg, batch)
-        x["image_features"] = np.random.default_rng(0).normal(size=x["image_features"].shape).astype("float32")
+        model, x = endless_model(n, batch)
         naive = mean_seconds(lambda: naive_greedy_decode(model, x), repeats)
         cached = mean_seconds(lambda: greedy_decode(model, x), repeats)
         beams = {w: mean_seconds(lambda: beam_search(model, x, beam_width=w), repeats) for w in widths}

@@ -186,8 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    report = build(args.mimic_cxr, args.mimic_ed, args.out, reports_dir=args.reports, n=args.n,
-                   seed=args.seed, uncertain=args.uncertain, blank=args.blank)
+    for flag, folder in (("--mimic-cxr", args.mimic_cxr), ("--mimic-ed", args.mimic_ed), ("--reports", args.reports)):
+        if folder is not None and not Path(folder).is_dir():
+            raise SystemExit(f"{flag} {folder}: folder not found")
+    if args.n < 10:
+        raise SystemExit(f"--n {args.n}: must be an integer >= 10 (enough studies for three splits)")
+    try:
+        report = build(args.mimic_cxr, args.mimic_ed, args.out, reports_dir=args.reports, n=args.n,
+                       seed=args.seed, uncertain=args.uncertain, blank=args.blank)
+    except MimicError as exc:
+        raise SystemExit(str(exc)) from None
     print(json.dumps(report, indent=2))
 
 

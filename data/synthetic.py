@@ -296,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for flag, value, low, high in (("--n", args.n, 10, None), ("--seed", args.seed, 0, None),
+                                   ("--image-size", args.image_size, 32, 1024)):
+        if value < low or (high is not None and value > high):
+            raise SystemExit(f"{flag} {value}: must be an integer >= {low}" + (f" and <= {high}" if high else "")
+                             + (" (enough studies for three splits)" if flag == "--n" else ""))
     path = generate(args.out, n=args.n, seed=args.seed, image_size=args.image_size)
     df = pd.read_parquet(path)
     print(f"wrote {len(df)} studies to {path}")

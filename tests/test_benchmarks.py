@@ -87,9 +87,9 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
     data = json.loads(out.read_text())
     assert data["quick"] is True and data["machine"]["cores"] >= 1 and data["machine"]["tensorflow"]
     by_name = {b["name"]: b for b in data["benchmarks"]}
-    assert set(by_name) == {"feature_cache", "decoding", "throughput", "labeler", "search", "sweep", "scale"}
+    assert set(by_name) == {"feature_cache", "decoding", "throughput", "labeler", "iu_text", "search", "sweep", "scale"}
     findings = [f for b in data["benchmarks"] for f in b["findings"]]
-    assert {f["benchmark"].split()[0] for f in findings} == {"1", "2", "3", "4", "5", "6", "7", "9"}
+    assert {f["benchmark"].split()[0] for f in findings} == {"1", "2", "3", "4", "5", "6", "7", "9", "10"}
     for f in findings:
         assert math.isfinite(f["ratio"]) and f["met"] in (True, False, None)
         assert f["target"] is None or f["target"][0] in ("<=", ">=")
@@ -104,6 +104,9 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
     throughput = by_name["throughput"]["details"]
     assert throughput["step_flops"] > 0 and set(throughput["variants"]) == {"float32", "mixed bfloat16", "float32 + XLA"}
     assert 0 < throughput["matmul_share"] <= 1 and sum(p["share"] for p in throughput["profile"]) <= 1 + 1e-9
+
+    real = by_name["iu_text"]["details"]["iu_xray"]  # every real report with a text, under the defaults
+    assert real["reports"] == 3927 and real["vocabulary"] == 1000 and 0 < real["held_out_coverage"] < 1
 
     labeler = by_name["labeler"]["details"]
     assert labeler["reports"] == 200 and labeler["labeler_per_s"] > 0 and labeler["tokenizer_per_s"] > 0
@@ -145,3 +148,22 @@ def test_packed_trials_per_gpu_hour_by_hand():
     assert table.loc[1, "trials_per_gpu_hour"] == pytest.approx(36.0)
     assert table.loc[4, "trials"] == 4 and table.loc[4, "span_s"] == 200.0
     assert table.loc[4, "trials_per_gpu_hour"] == pytest.approx(72.0) and table.loc[4, "gain"] == pytest.approx(2.0)
+
+
+def test_report_text_statistics_by_hand():
+    """benchmarks.iu_text on written reports: ten short ones and one of 60 words seen once."""
+    from benchmarks.iu_text import text_statistics
+
+    reports = ["The heart is normal. XXXX."] * 10 + [" ".join(f"w{i}" for i in range(60))]
+    stats = text_statistics(reports)
+    # words: the heart is normal . xxxx . -> 7 tokens, 9 with <start>/<end>; the long one 62
+    assert stats["reports"] == 11 and stats["distinct_words"] == 6 + 60
+    assert stats["vocabulary"] == 4 + 6  # specials + the words seen twice in the 70 % split
+    assert stats["length_max"] == 62 and stats["truncated_share"] == pytest.approx(1 / 11)
+    assert stats["length_quantiles"]["0.5"] == 9.0
+    assert stats["deidentified_share"] == pytest.approx(10 / (70 + 60))
+    # 4 reports are held out: with the long one among them, 21 of 81 tokens are known, else all 28
+    if stats["held_out_reports_with_unknown"] == pytest.approx(1 / 4):
+        assert stats["held_out_coverage"] == pytest.approx(21 / 81)
+    else:
+        assert stats["held_out_reports_with_unknown"] == 0 and stats["held_out_coverage"] == 1.0

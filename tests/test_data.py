@@ -464,3 +464,22 @@ def test_command_lines_write_and_prepare_a_cohort(tmp_path, capsys):
         synthetic.main(["--help"])
     assert stop.value.code == 0  # help, not an error
     assert "--image-size" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command, argv, message", [
+    ("data.synthetic", ["--n", "5", "--out", "{tmp}/c"], "--n 5: must be an integer >= 10 (enough studies for three splits)"),
+    ("data.synthetic", ["--image-size", "8", "--out", "{tmp}/c"], "--image-size 8: must be an integer >= 32 and <= 1024"),
+    ("data.mimic", ["--mimic-cxr", "{tmp}/nowhere", "--mimic-ed", "{tmp}", "--out", "{tmp}/c"],
+     "--mimic-cxr DIR/nowhere: folder not found"),
+    ("data.mimic", ["--mimic-cxr", "{tmp}", "--mimic-ed", "{tmp}", "--out", "{tmp}/c"],
+     "DIR/mimic-cxr-2.0.0-metadata.csv.gz: file not found (looked for mimic-cxr-2.0.0-metadata.csv.gz or "
+     "mimic-cxr-2.0.0-metadata.csv, also under ed/)"),
+])
+def test_the_cohort_builders_refuse_bad_input_with_one_line(command, argv, message, tmp_path):
+    import importlib
+
+    main = importlib.import_module(command).main
+    with pytest.raises(SystemExit) as exit_:
+        main([a.format(tmp=tmp_path) for a in argv])
+    assert str(exit_.value.code).replace(str(tmp_path), "DIR") == message
+    assert not (tmp_path / "c").exists()  # nothing written

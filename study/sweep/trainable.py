@@ -47,21 +47,20 @@ def _configure_devices(cpus: float, gpu_share: float) -> dict:
     return configure_memory(gpu_share)
 
 
-def _record_devices(trial_dir: Path, name: str, memory: dict) -> dict:
+def _record_devices(trial_dir: Path, rank: int, memory: dict) -> None:
     """Where this process ran and what it saw: Ray's GPU ids, TensorFlow's GPUs, the memory setting."""
     import tensorflow as tf
 
     placement = trial_dir / "workers"  # for users and tests
     placement.mkdir(parents=True, exist_ok=True)
-    record = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+    record = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
               "gpus": {"ray": [str(g) for g in ray.get_gpu_ids()],
                        "tensorflow": [d.name for d in tf.config.list_physical_devices("GPU")]},
               "gpu_memory": memory}
-    (placement / name).write_text(json.dumps(record))
+    (placement / f"rank-{rank}.json").write_text(json.dumps(record))
     if record["gpus"]["ray"] and not record["gpus"]["tensorflow"]:
-        log.warning("Ray gave %s GPU %s, but TensorFlow sees no GPU: it trains on the CPU "
-                    "(install tensorflow[and-cuda] on GPU nodes; docs: the cluster guide)", name, ",".join(record["gpus"]["ray"]))
-    return record
+        log.warning("Ray gave worker %d GPU %s, but TensorFlow sees no GPU: it trains on the CPU "
+                    "(install tensorflow[and-cuda] on GPU nodes; docs: the cluster guide)", rank, ",".join(record["gpus"]["ray"]))
 
 
 def train_worker(config: dict) -> None:
@@ -74,7 +73,7 @@ def train_worker(config: dict) -> None:
     memory = _configure_devices(config["cpus_per_worker"], config["gpus_per_worker"] or 1.0)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     rank = ray.train.get_context().get_world_rank()
-    _record_devices(Path(request.trial_dir), f"rank-{rank}.json", memory)
+    _record_devices(Path(request.trial_dir), rank, memory)
     run_trial(request, strategy=strategy, is_chief=rank == 0, report=ray.train.report)
 
 
@@ -86,7 +85,7 @@ def trainable(config: dict, context: StudyContext) -> None:
         from study.trial.runner import run_trial  # TensorFlow is imported by trial processes, never by the driver
 
         memory = _configure_devices(context.cpus_per_worker, context.gpus_per_worker or 1.0)
-        _record_devices(Path(request.trial_dir), "rank-0.json", memory)
+        _record_devices(Path(request.trial_dir), 0, memory)
         run_trial(request, report=tune.report)
         return
     from ray.train import FailureConfig, RunConfig, ScalingConfig
