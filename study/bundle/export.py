@@ -116,13 +116,12 @@ def export_bundle(plan: dict, *, announce=print) -> Path:
                     "encoder": {"spec": asdict(spec), "weights_loaded": weights_loaded,
                                 "features_fingerprint": features_dir.name, "feature_cache": str(features_dir)},
                     "dataset_fingerprint": dataset.meta["fingerprint"], "seeds": seeds, "default_seed": default,
-                    "versions": versions}
+                    "versions": versions, **({"retrained_from": plan["retrained_from"]} if plan.get("retrained_from") else {})}
         write_json_atomic(tmp / MANIFEST, manifest)
         card = card_data(config=config, seeds=seeds, default_seed=default, study=plan["study"], dataset_meta=dataset.meta,
                          objectives=objectives, versions=versions)
         if plan.get("retrained_from"):
-            card["retrained_from"] = manifest["retrained_from"] = plan["retrained_from"]
-            write_json_atomic(tmp / MANIFEST, manifest)
+            card["retrained_from"] = plan["retrained_from"]
         write_json_atomic(tmp / CARD_JSON, card)
         (tmp / CARD_MD).write_text(card_markdown(card))
         if out.exists():  # an empty folder made for it

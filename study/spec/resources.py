@@ -128,8 +128,7 @@ def find_shape(path: str | None = None, *, address: str | None = None) -> Cluste
             raise ValueError(f"--cluster-config {path}: file not found")
     elif address and HEAD_NODE_CONFIG.is_file():
         file = HEAD_NODE_CONFIG
-    elif address and running_autoscaler_config(address) is not None:
-        file = running_autoscaler_config(address)
+    elif address and (file := running_autoscaler_config(address)) is not None:
         if not file.is_file():
             raise ValueError(f"the autoscaler running here reads {file}, which this process cannot read: "
                              f"pass its configuration with --cluster-config")
