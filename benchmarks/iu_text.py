@@ -63,7 +63,7 @@ def decode_seconds(length: int, batch: int = 16) -> float:
 def run(ws) -> Outcome:
     import pandas as pd
 
-    from data.iu_xray import read_reports, report_text, reports_from_wheel
+    from data.iu_reports import read_reports, report_text, reports_from_wheel
 
     if not WHEEL.exists():
         raise SystemExit(f"{WHEEL}: not found; `make test` fetches it (pip download --no-deps torchxrayvision==1.5.7)")

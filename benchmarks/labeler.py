@@ -2,7 +2,7 @@
 
     python -m benchmarks.labeler [--quick]
 
-The clinical-efficacy labeler (``study.evaluation.labeler``) runs inside every trial's evaluation, on the
+The clinical-efficacy labeler (``data.labeler``) runs inside every trial's evaluation, on the
 generated and the reference reports. Timed on the workspace cohort's reports (repeated to
 ``reports``), in this process, which uses one core: spaCy's blank pipeline runs single-threaded.
 The baseline is the floor of any spaCy labeler: tokenizing the same reports with the same
@@ -33,7 +33,7 @@ def _best_rate(fn, reports: list, rounds: int) -> float:
 def run(ws) -> Outcome:
     import pandas as pd
 
-    from study.evaluation.labeler import label_reports, pipeline
+    from data.labeler import label_reports, pipeline
 
     size = QUICK if ws.quick else FULL
     ws.dataset()  # makes sure the workspace cohort exists

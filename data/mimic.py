@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cli import OneLineParser
 from .cohort import balanced_subset, split_by_patient
 from .schema import FINDINGS, write_cohort
 
@@ -168,7 +169,7 @@ def build(mimic_cxr: str | Path, mimic_ed: str | Path, out_dir: str | Path, *,
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags (the CLI reference is generated from it)."""
-    parser = argparse.ArgumentParser(prog="python -m data.mimic", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m data.mimic", description=__doc__.split("\n")[0])
     parser.add_argument("--mimic-cxr", required=True, help="MIMIC-CXR-JPG root (metadata, chexpert CSVs, files/)")
     parser.add_argument("--mimic-ed", required=True, help="MIMIC-IV-ED root (edstays, triage, diagnosis; ed/ subfolder ok)")
     parser.add_argument("--reports", default=None, help="MIMIC-CXR reports root holding files/pXX/... .txt "

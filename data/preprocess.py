@@ -158,7 +158,9 @@ class Preprocessor:
         return {
             **self.inputs(df, split),
             "report_ids": self.reports(df),
-            "ordinal": encode_ordinal(df["acuity"].to_numpy()),
+            # a cohort without acuity (none given; the schema allows none or all) trains no OC task
+            "ordinal": (encode_ordinal(df["acuity"].to_numpy()) if df["acuity"].notna().any()
+                        else np.zeros((len(df), ACUITY_LEVELS - 1), np.float32)),
             "findings": df[list(FINDINGS)].to_numpy(np.float32),
         }
 

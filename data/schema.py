@@ -39,11 +39,19 @@ COLUMNS = (
     Column("chief_complaint", "string", "text", "text or missing", "triage complaint", required=False),
     Column("icd_title", "string", "text", "text or missing", "first-sequence ED diagnosis title", required=False),
     Column("report", "string", "text", "non-empty text", "FINDINGS section (IMPRESSION when findings are missing)"),
-    Column("acuity", "Int64", "integer", f"integer 1-{ACUITY_LEVELS}", "ESI triage acuity (1 = most urgent)",
-           low=1, high=ACUITY_LEVELS),
+    Column("acuity", "Int64", "integer", f"integer 1-{ACUITY_LEVELS} in every row, or missing in every row",
+           "ESI triage acuity (1 = most urgent); a cohort without it (IU X-ray) trains no OC task",
+           required=False, low=1, high=ACUITY_LEVELS),
     *(Column(f, "int8", "label", "0 or 1", "CheXpert label") for f in FINDINGS),
 )
 COHORT_FILE = "cohort.parquet"
+# The non-imaging inputs by the token the model makes of each (model.layers.UnifiedDataBlock). A
+# cohort may lack a group in every row (IU X-ray has no vitals or ICD titles): the dataset records
+# which it has (:func:`fields_present`) and the model builds only those blocks.
+INPUT_GROUPS = {"vitals": VITALS, "categoricals": CATEGORICALS, "chief_complaint": ("chief_complaint",),
+                "icd_title": ("icd_title",)}
+# Targets a cohort may lack in every row, by the task that learns them (the study drops the task)
+OPTIONAL_TARGETS = {"oc": "acuity"}
 
 
 class CohortError(ValueError):
@@ -107,6 +115,12 @@ def validate(df: pd.DataFrame, source: str | Path) -> pd.DataFrame:
     empty = [s for s in SPLITS if not (df["split"] == s).any()]
     if empty:
         raise CohortError(f"{source}: column 'split': no row in {empty}; every split needs studies")
+    given = int(df["acuity"].notna().sum())
+    if 0 < given < len(df):
+        row = int(df["acuity"].isna().to_numpy().nonzero()[0][0])
+        raise CohortError(f"{source}: column 'acuity', row {row} (sample_id {df['sample_id'].iloc[row]!r}): missing in "
+                          f"{len(df) - given} of {len(df)} rows; give acuity for every study or for none (a cohort "
+                          f"without acuity trains no OC task)")
     crossing = df.groupby("subject_id")["split"].nunique()
     if (crossing > 1).any():
         raise CohortError(f"{source}: column 'subject_id': subject {crossing.idxmax()} appears in more "
@@ -129,6 +143,13 @@ def _check_columns(df: pd.DataFrame, columns, source) -> None:
         row = int(df["sample_id"].duplicated().to_numpy().nonzero()[0][0])
         raise CohortError(f"{source}: column 'sample_id', row {row}: {df['sample_id'].iloc[row]!r} repeats; "
                           f"sample ids must be unique")
+
+
+def fields_present(df: pd.DataFrame) -> dict[str, bool]:
+    """For each input group of :data:`INPUT_GROUPS` and each optional target: whether any study of
+    the cohort has a value (a group missing in every row is absent from the cohort)."""
+    groups = {**INPUT_GROUPS, **{column: (column,) for column in OPTIONAL_TARGETS.values()}}
+    return {name: bool(df[list(columns)].notna().any().any()) for name, columns in groups.items()}
 
 
 # What a trained model reads of a study (no split, report, acuity or labels: those are targets)

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .cli import OneLineParser
 from .cohort import balanced_subset, split_by_patient
 from .schema import FINDINGS, write_cohort
 
@@ -285,7 +286,7 @@ def generate(out_dir: str | Path, *, n: int = 1600, seed: int = 0, image_size: i
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags (the CLI reference is generated from it)."""
-    parser = argparse.ArgumentParser(prog="python -m data.synthetic", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="cohort directory to write")
     parser.add_argument("--n", type=int, default=1600, help="number of studies (default 1600)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

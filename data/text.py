@@ -47,7 +47,7 @@ def normalize_field(text: str | None) -> str:
     >>> normalize_field("SOB, CP..  s/p fall")
     'shortness of breath chest pain status post fall'
     """
-    if text is None or text != text:  # None or NaN
+    if not isinstance(text, str):  # None, NaN or pd.NA (a string column's missing value): no words
         return ""
     text = str(text).lower()
     text = re.sub(r"\.{2,}", " ", text)                     # ".." and "..." become a space

@@ -4,10 +4,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from data.schema import INPUT_GROUPS
+
 from .weighting import STRATEGIES
 
 TASKS = ("text", "oc", "ml")
 MODALITIES = ("image", "clinical")  # EfficientNet features; the ten non-imaging features
+CLINICAL_INPUTS = tuple(INPUT_GROUPS)  # one data token each: vitals, categoricals, complaint, ICD title
 
 
 @dataclass
@@ -28,6 +31,7 @@ class ModelConfig:
     dropout: float = 0.1
     tasks: tuple = TASKS
     modalities: tuple = MODALITIES  # inputs the encoder reads (ablations switch one off)
+    clinical_inputs: tuple = CLINICAL_INPUTS  # the data tokens the cohort has values for
 
     def __post_init__(self):
         for name in ("d_model", "num_heads", "ff_dim", "decoder_layers"):
@@ -40,19 +44,28 @@ class ModelConfig:
         self.modalities = tuple(self.modalities)
         if not self.modalities or set(self.modalities) - set(MODALITIES):
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
+        self.clinical_inputs = tuple(i for i in CLINICAL_INPUTS if i in self.clinical_inputs)  # token order
+        if "clinical" in self.modalities and not self.clinical_inputs:
+            raise ValueError("modalities: 'clinical' needs a non-imaging input, and the cohort has none "
+                             "(no vitals, demographics, complaint or ICD title); use modalities [image]")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model must be divisible by num_heads, got d_model={self.d_model}, "
                              f"num_heads={self.num_heads}")
 
     @classmethod
     def for_dataset(cls, dataset, **overrides) -> "ModelConfig":
-        """Shapes from a :class:`data.dataset.PreparedDataset`; searched settings from overrides."""
+        """Shapes and input blocks from a :class:`data.dataset.PreparedDataset` (a cohort without
+        any non-imaging input reads the image only); searched settings from overrides."""
         pre = dataset.preprocessor
         known = {f.name for f in fields(cls)}
         bad = set(overrides) - known
         if bad:
             raise ValueError(f"unknown model setting(s) {sorted(bad)}; known: {sorted(known)}")
-        return cls(image_tokens=dataset.meta["tokens"], image_dim=dataset.meta["dim"],
+        present = dataset.meta.get("fields", {})  # datasets prepared before it was recorded have all
+        inputs = tuple(i for i in CLINICAL_INPUTS if present.get(i, True))
+        if not inputs and "modalities" not in overrides:
+            overrides["modalities"] = ("image",)
+        return cls(image_tokens=dataset.meta["tokens"], image_dim=dataset.meta["dim"], clinical_inputs=inputs,
                    n_vitals=12, n_categoricals=sum(len(c) for c in pre.categories.values()),
                    field_vocab=max(len(pre.tokenizers["chief_complaint"]), len(pre.tokenizers["icd_title"])),
                    report_vocab=len(pre.tokenizers["report"]),
@@ -62,6 +75,7 @@ class ModelConfig:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
         d["modalities"] = list(self.modalities)
+        d["clinical_inputs"] = list(self.clinical_inputs)
         return d
 
 

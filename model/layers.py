@@ -78,23 +78,29 @@ class FeedForward(ConfiguredLayer):
 
 @keras.saving.register_keras_serializable("mtl")
 class UnifiedDataBlock(ConfiguredLayer):
-    """Non-imaging inputs -> F = 4 feature tokens (vitals, categoricals, chief complaint, ICD).
+    """Non-imaging inputs -> F feature tokens, one per group the cohort has (``clinical_inputs``:
+    vitals, categoricals, chief complaint, ICD title; F = 4 for MIMIC, 1 for IU X-ray's indication).
 
     One token per *group* rather than per field: the paper encodes all vitals into one vector and
     the categoricals into another, and four tokens let the image queries choose between the kinds
-    of information without multiplying keys for twelve loosely related numbers.
+    of information without multiplying keys for twelve loosely related numbers. A group the cohort
+    lacks in every row gets no token: a constant token would only be a learned bias.
     """
+
+    TEXT_FIELDS = ("chief_complaint", "icd_title")
 
     def __init__(self, config: dict, **kwargs):
         super().__init__(config, **kwargs)
-        d = self.cfg.d_model
-        self.vitals = layers.Dense(d, activation="relu")
-        self.categoricals = layers.Dense(d, activation="relu")
+        d, inputs = self.cfg.d_model, self.cfg.clinical_inputs
+        if "vitals" in inputs:
+            self.vitals = layers.Dense(d, activation="relu")
+        if "categoricals" in inputs:
+            self.categoricals = layers.Dense(d, activation="relu")
         self.embed = {n: layers.Embedding(self.cfg.field_vocab, d, name=f"{n}_embedding")
-                      for n in ("chief_complaint", "icd_title")}
+                      for n in self.TEXT_FIELDS if n in inputs}
         self.text_dense = {n: layers.Dense(d, activation="relu", name=f"{n}_dense")
-                           for n in ("chief_complaint", "icd_title")}
-        self.type_embedding = self.add_weight(shape=(4, d), initializer="random_normal", name="type")
+                           for n in self.TEXT_FIELDS if n in inputs}
+        self.type_embedding = self.add_weight(shape=(len(inputs), d), initializer="random_normal", name="type")
 
     def text_token(self, name, ids):
         mask = ops.cast(ops.not_equal(ids, 0), self.compute_dtype)[..., None]   # (B, W, 1)
@@ -103,13 +109,9 @@ class UnifiedDataBlock(ConfiguredLayer):
         return self.text_dense[name](pooled)
 
     def call(self, inputs):
-        tokens = ops.stack([
-            self.vitals(inputs["vitals"]),
-            self.categoricals(inputs["categoricals"]),
-            self.text_token("chief_complaint", inputs["chief_complaint"]),
-            self.text_token("icd_title", inputs["icd_title"]),
-        ], axis=1)                                                                # (B, 4, d)
-        return tokens + self.type_embedding
+        tokens = [self.text_token(name, inputs[name]) if name in self.TEXT_FIELDS else getattr(self, name)(inputs[name])
+                  for name in self.cfg.clinical_inputs]                           # F x (B, d)
+        return ops.stack(tokens, axis=1) + self.type_embedding                    # (B, F, d)
 
 
 @keras.saving.register_keras_serializable("mtl")
@@ -118,7 +120,7 @@ class VisualBlock(ConfiguredLayer):
 
     Output: the encoder vectors shared by all three tasks. With one modality switched off (an
     ablation) the block keeps what it can: image only, the image tokens attend to themselves;
-    clinical only, the four feature tokens attend to themselves (the output is then (B, 4, d)).
+    clinical only, the F feature tokens attend to themselves (the output is then (B, F, d)).
     """
 
     def __init__(self, config: dict, **kwargs):
@@ -139,11 +141,11 @@ class VisualBlock(ConfiguredLayer):
         if self.uses_image:
             x = self.project(image_features) + self.position                      # (B, L, d)
         else:
-            x = data_tokens                                                       # (B, 4, d)
+            x = data_tokens                                                       # (B, F, d)
         x = self.norm1(x + self.self_attention(x, x, training=training))
         if self.uses_image and self.uses_clinical:                                # Q image, K/V data
             x = self.norm2(x + self.cross_attention(x, data_tokens, training=training))
-        return self.ffn(x, training=training)                                     # (B, L or 4, d)
+        return self.ffn(x, training=training)                                     # (B, L or F, d)
 
 
 @keras.saving.register_keras_serializable("mtl")

@@ -1,7 +1,7 @@
 """The cross-modal multi-task network: shared encoder, then one decoder per active task.
 
     image features (B, L, D) --project+pos--> (B, L, d) --self-attn--> --cross-attn(K/V: data)--> FFN
-    vitals, one-hots, complaint, ICD --UnifiedDataBlock--> data tokens (B, 4, d) ----^
+    vitals, one-hots, complaint, ICD --UnifiedDataBlock--> data tokens (B, F, d) ----^
                                     encoder output (B, L, d)
               +----------------------------+---------------------------+
         OC head: norm, sigmoid(4),    ML head: norm, sigmoid(5),   text decoder x N:
@@ -41,7 +41,7 @@ class ReportModel(keras.Model):
             self.to_vocab = layers.Dense(cfg.report_vocab, name="to_vocab", dtype="float32")
 
     def encode(self, inputs, training=False):
-        data_tokens = self.data_block(inputs) if "clinical" in self.cfg.modalities else None  # (B, 4, d)
+        data_tokens = self.data_block(inputs) if "clinical" in self.cfg.modalities else None  # (B, F, d)
         return self.visual_block(inputs["image_features"], data_tokens, training=training)
 
     def embed_tokens(self, ids, start=0):

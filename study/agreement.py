@@ -4,9 +4,9 @@
 
 SOURCE is a folder of Open-i report XMLs (``ecgen-radiology/`` from ``NLMCXR_reports.tgz``) or
 the torchxrayvision wheel that ships them. Each report's FINDINGS and IMPRESSION together (what
-the curators indexed) go through the labeler (:mod:`study.evaluation.labeler`); a finding counts
+the curators indexed) go through the labeler (:mod:`data.labeler`); a finding counts
 as found when the labeler reads a positive mention. The reference is the MeSH-derived label
-(:data:`data.iu_xray.MESH_FINDINGS`). Prints, per finding and micro-averaged, how many reports
+(:data:`data.iu_reports.MESH_FINDINGS`). Prints, per finding and micro-averaged, how many reports
 each side marks, precision, recall and F1 of the labeler (scikit-learn), as a table and as JSON.
 """
 from __future__ import annotations
@@ -22,14 +22,14 @@ import pandas as pd
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data.iu_xray import IUError, read_reports, reports_from_wheel  # noqa: E402
+from data.iu_reports import IUError, read_reports, reports_from_wheel  # noqa: E402
 from data.schema import FINDINGS  # noqa: E402
-from study.spec.flags import OneLineParser  # noqa: E402
+from data.cli import OneLineParser  # noqa: E402
 
 
 def labeler_findings(texts: list[str]) -> pd.DataFrame:
     """0/1 per finding and report: a positive mention by the labeler."""
-    from study.evaluation.labeler import label_reports, positive_vectors
+    from data.labeler import label_reports, positive_vectors
 
     return pd.DataFrame(positive_vectors(label_reports(texts)), columns=list(FINDINGS))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from study.spec.flags import python_command
+from data.cli import python_command
 from study.sweep.twin import CLUSTER_YAML, down, remove_node, up
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from study.spec.flags import OneLineParser  # noqa: E402
+from data.cli import OneLineParser  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

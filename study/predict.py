@@ -20,7 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data.schema import SPLITS  # noqa: E402
-from study.spec.flags import OneLineParser  # noqa: E402
+from data.cli import OneLineParser  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

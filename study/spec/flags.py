@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
 import yaml
 
+from data.cli import OneLineParser, python_command
 from study.results.remote import Location
 
 from .space import SearchSpaceError
@@ -52,12 +52,14 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial before it is recorded as failed")
     p.add_argument("--force-ray-train", action="store_true", help="use a Ray Train run even with one worker per trial")
     p.add_argument("--asha", action="store_true", help="stop poor trials early: multi-objective ASHA on every task's validation loss")
-    p.add_argument("--data", choices=["synthetic", "mimic"], default="synthetic", help="data source")
+    p.add_argument("--data", choices=["synthetic", "mimic", "iu"], default="synthetic",
+                   help="data source: the embedded synthetic cohort, or a cohort built by `python -m data.mimic` "
+                        "or `python -m data.iu_xray` (with --data-dir)")
     p.add_argument("--cache-dir", default=None,
                    help="where image features and encodings are cached (default: COHORT/cache; use it "
                         "when the cohort directory is read-only)")
-    p.add_argument("--data-dir", default=None, help="cohort directory (mimic: built by `python -m data.mimic`; "
-                                                    "synthetic: generated there if missing)")
+    p.add_argument("--data-dir", default=None, help="cohort directory (mimic, iu: built by `python -m data.mimic` or "
+                                                    "`python -m data.iu_xray`; synthetic: generated there if missing)")
     p.add_argument("--n-synthetic", type=int, default=1600,
                    help="studies in the synthetic cohort (1,600: a test split of 160, enough to tell "
                         "modalities and weightings apart over seeds)")
@@ -86,11 +88,6 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     return p
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line naming the flag (not the usage block)."""
-
-    def error(self, message):  # one line, not the whole usage block
-        raise SystemExit(f"{self.prog}: {message} (see --help)")
 
 # Ranges of the numeric flags: (integer?, lowest, highest); None = unbounded. Zero is a value.
 FLAG_RANGES = {
@@ -179,17 +176,6 @@ def parse_settings(items: list[str]) -> dict:
                 pass
         out[key.strip()] = parsed
     return out
-
-
-def python_command() -> str:
-    """This interpreter as a user types it in the project's directory: ``.venv/bin/python`` for
-    the project's environment (what ``make`` creates), else its full path. A bare ``python``
-    outside the environment would fail with ``ModuleNotFoundError``."""
-    executable = Path(sys.executable)
-    try:
-        return str(executable.relative_to(Path(__file__).resolve().parents[2]))
-    except ValueError:
-        return str(executable)
 
 
 def resume_command(args) -> str:

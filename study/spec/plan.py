@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.schema import COHORT_FILE, read_cohort
+from data.schema import COHORT_FILE, OPTIONAL_TARGETS, fields_present, read_cohort
 from search_spaces import resolve
 from study.evaluation.bertscore import BertScoreConfig
 from study.evaluation.scorers import METRIC, usable
@@ -43,6 +43,7 @@ class StudyPlan:
     num_configs: int             # configurations to train, each with space.repeats seeds
     shape: ClusterShape | None   # what the autoscaler can grow to (None: no autoscaler known)
     cohort_dir: Path
+    tasks_removed: str | None = None  # the line naming what the cohort cannot train (SearchSpace.drop_tasks)
 
     @property
     def experiment_dir(self) -> Path:
@@ -88,6 +89,11 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     _apply_scorers(args, space)
     space.repeats = args.repeats if args.repeats is not None else space.repeats
     args.repeats = space.repeats
+    fields = check_data(args)
+    missing = {task: column for task, column in OPTIONAL_TARGETS.items() if not fields.get(column, True)}
+    tasks_removed = space.drop_tasks(missing, f"the cohort {cohort_dir_of(args)}")  # SearchSpaceError: all need them
+    if tasks_removed:
+        print(tasks_removed)
     problems = space.check()
     if problems:
         raise SystemExit("\n".join(problems))
@@ -100,8 +106,7 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     check_storage_reach(args, location, grows_elsewhere(shape))
-    check_data(args)
-    return StudyPlan(args, location, space, space_text, num_configs, shape, cohort_dir_of(args))
+    return StudyPlan(args, location, space, space_text, num_configs, shape, cohort_dir_of(args), tasks_removed)
 
 
 def check_gpu_share(args) -> None:
@@ -173,25 +178,31 @@ ADDRESS_TIMEOUT_S = 10
 
 def cohort_dir_of(args) -> Path:
     """The cohort directory the flags name (the synthetic one is generated there if missing)."""
-    if args.data == "mimic":
+    if args.data in BUILDERS:
         if not args.data_dir:
-            raise SystemExit("--data mimic needs --data-dir: a cohort built by `python -m data.mimic`")
+            raise SystemExit(f"--data {args.data} needs --data-dir: a cohort built by `python -m {BUILDERS[args.data]}`")
         return Path(args.data_dir)
     data_root = DEFAULT_LOCAL_ROOT / "data" if is_uri(args.storage) else Path(args.storage) / ".data"
     return Path(args.data_dir or data_root / f"synthetic-n{args.n_synthetic}-seed{args.data_seed}-{args.image_size}px")
 
 
-def check_data(args) -> None:
+BUILDERS = {"mimic": "data.mimic", "iu": "data.iu_xray"}  # --data sources built by a command of their own
+
+
+def check_data(args) -> dict[str, bool]:
     """Before anything starts: the cohort a study would read follows the schema (it names the
-    column and the row otherwise), and --weights names something that exists."""
+    column and the row otherwise), and --weights names something that exists. Returns what the
+    cohort has (:func:`data.schema.fields_present`; empty for a synthetic cohort not yet
+    generated, which has everything)."""
     cohort_dir = cohort_dir_of(args)
-    if args.data == "mimic" and not (cohort_dir / COHORT_FILE).is_file():
+    if args.data in BUILDERS and not (cohort_dir / COHORT_FILE).is_file():
         raise SystemExit(f"--data-dir {cohort_dir}: no {COHORT_FILE} there; build the cohort with "
-                         f"`python -m data.mimic --out {cohort_dir} ...`")
-    if (cohort_dir / COHORT_FILE).is_file():
-        read_cohort(cohort_dir)  # raises CohortError naming the column and row
+                         f"`python -m {BUILDERS[args.data]} --out {cohort_dir} ...`")
     if args.weights.lower() not in ("imagenet", "none", "random") and not Path(args.weights).is_file():
         raise SystemExit(f"--weights {args.weights}: expected imagenet, none, or an existing weights file")
+    if (cohort_dir / COHORT_FILE).is_file():
+        return fields_present(read_cohort(cohort_dir))  # read_cohort raises CohortError naming the column and row
+    return {}
 
 
 def check_storage_reach(args, location: Location, elsewhere: str | None) -> None:

@@ -57,7 +57,7 @@ import optuna
 
 from study.evaluation.names import task_of_metric
 
-from .settings import SETTING_KEYS, build_configs, strategy_of_setting
+from .settings import LOSS_WEIGHTS, SETTING_KEYS, TASKS, build_configs, strategy_of_setting
 
 DEFAULT_OBJECTIVES = [{"metric": "val_rouge_l", "mode": "max"},
                       {"metric": "val_oc_accuracy", "mode": "max"},
@@ -93,6 +93,7 @@ class SearchSpace:
     configs: list = field(default_factory=list)
     repeats: int = 1
     baseline: str | None = None
+    removed_tasks: tuple = ()   # tasks the cohort cannot train (see drop_tasks)
 
     # ---- what Optuna/Tune need ----------------------------------------------------------------
     @property
@@ -193,6 +194,44 @@ class SearchSpace:
                 raise ValueError(f"{key}: the space varies it (params or configs), so it cannot be fixed")
             self.fixed[key] = value
 
+    def drop_tasks(self, missing: dict[str, str], cohort: str) -> str | None:
+        """Remove the tasks whose target the cohort lacks (``missing``: task -> field, e.g.
+        ``{"oc": "acuity"}``) before anything runs: their objectives go, configurations (or
+        ``tasks`` choices) that train only them are dropped, every other point trains the rest
+        with the removed tasks' loss weights set to 0 and the others rescaled to sum 1 (so a, b, c
+        stay on the simplex). Returns the one line that says so, or ``None`` when nothing changes;
+        raises :class:`SearchSpaceError` when every objective or configuration needs them."""
+        gone = {t: f for t, f in missing.items() if t in TASKS}
+        lost = [m for m in self.metrics if task_of_metric(m) in gone]
+        if not gone:
+            return None
+        needs = " and ".join(f"the {t} task (the cohort has no {f})" for t, f in gone.items())
+        if len(lost) == len(self.objectives):
+            fail(self.path, "objectives", f"every objective ({', '.join(lost)}) needs {needs}; {cohort} cannot "
+                                          f"train it: choose a space with text or ml objectives")
+        dropped = [c["name"] for c in self.configs if not self._trains({**self.fixed, **c}, gone)]
+        if self.configs and len(dropped) == len(self.configs):
+            fail(self.path, "configs", f"every configuration trains only {needs}; {cohort} cannot train it")
+        if "tasks" in self.params:  # a searched choice of tasks keeps the choices that train something
+            choices = []
+            for choice in self.params["tasks"]["choices"]:
+                kept = self._trains({"tasks": choice}, gone)
+                if kept and kept not in choices:
+                    choices.append(kept)
+            self.params["tasks"]["choices"] = choices
+        self.objectives = [o for o in self.objectives if o["metric"] not in lost]
+        self.configs = [c for c in self.configs if c["name"] not in dropped]
+        self.removed_tasks = tuple(gone)
+        return (f"{cohort} has no {', '.join(gone.values())}: task {', '.join(gone)} removed (its head, loss term "
+                f"and objective(s) {', '.join(lost) or 'none'})"
+                + (f"; configuration(s) {', '.join(dropped)} dropped" if dropped else ""))
+
+    @staticmethod
+    def _trains(settings: dict, gone) -> list[str]:
+        """The tasks a point trains once those in ``gone`` are removed."""
+        tasks = settings.get("tasks", TASKS)
+        return [t for t in ([tasks] if isinstance(tasks, str) else tasks) if t not in gone]
+
     def check(self) -> list[str]:
         """Problems no trial could get past, found in the driver before any trial starts: each
         setting a corner of the space produces is built into the model's and training's
@@ -271,6 +310,13 @@ class SearchSpace:
             else:
                 settings[name] = sampled[name]
                 record[name] = sampled[name]
+        if self.removed_tasks:  # the cohort cannot train them (drop_tasks)
+            settings["tasks"] = self._trains(settings, self.removed_tasks)
+            weights = {LOSS_WEIGHTS[t]: settings.get(LOSS_WEIGHTS[t], 1.0) for t in TASKS}  # 1.0: build_configs' default
+            kept = sum(w for k, w in weights.items() if k not in {LOSS_WEIGHTS[t] for t in self.removed_tasks})
+            for task, key in LOSS_WEIGHTS.items():
+                if key in settings or "loss_weights" in self.params:
+                    settings[key] = 0.0 if task in self.removed_tasks else (weights[key] / kept if kept else 0.0)
         if settings.get("weighting", "static") == "static":  # weights other strategies never read
             for k in ("alpha", "beta", "gamma"):
                 if k in settings:

@@ -24,7 +24,8 @@ from study.results.lock import DriverLock, StudyLocked
 from study.results.lock import describe as describe_holder
 from study.results.remote import bundle_dataset
 from study.results.tables import consolidate
-from study.spec.flags import python_command, resume_command
+from data.cli import python_command
+from study.spec.flags import resume_command
 from study.spec.plan import StudyPlan, check_storage_reach
 from study.spec.resources import plan_resources
 
@@ -82,7 +83,7 @@ def _run(plan: StudyPlan, lock: DriverLock) -> tuple[Path, int]:
         raise SystemExit(str(exc)) from None
     if args.resume:
         location.read_study()  # keep created/resumed history from the shared copy
-    write_study_json(experiment_dir, args, space, plan.space_text, dataset, resources)
+    write_study_json(experiment_dir, args, plan, dataset, resources)
     location.push(STUDY)
     print(f"study {args.name}: {plan.num_configs} configuration(s) of {space.path.name} x {space.repeats} seed(s) "
           f"= {plan.expected} trial(s), up to {resources.max_concurrent} at once, {args.workers_per_trial} "
@@ -164,17 +165,18 @@ def package_versions() -> dict:
     return out
 
 
-def write_study_json(experiment_dir: Path, args, space, space_text: str, dataset, resources) -> None:
-    path = experiment_dir / STUDY
+def write_study_json(experiment_dir: Path, args, plan, dataset, resources) -> None:
+    path, space = experiment_dir / STUDY, plan.space
     previous = json.loads(path.read_text()) if path.exists() else {}
     record = {
         "created": previous.get("created", dt.datetime.now().isoformat(timespec="seconds")),
         "resumed": previous.get("resumed", []) + ([dt.datetime.now().isoformat(timespec="seconds")]
                                                   if args.resume else []),
         "command": " ".join(sys.argv), "config": vars(args),
-        "search_space": {"path": str(space.path), "text": space_text,
+        "search_space": {"path": str(space.path), "text": plan.space_text,
                          "objectives": space.objectives, "sampler": space.sampler_name,
-                         "repeats": space.repeats, "baseline": space.baseline},
+                         "repeats": space.repeats, "baseline": space.baseline,
+                         "tasks_removed": plan.tasks_removed},
         "seeds": {"study": args.seed, "data": args.data_seed if args.data == "synthetic" else None},
         "versions": package_versions(),
         "data": {"source": args.data, "prepared_dir": str(dataset.directory), **dataset.meta},

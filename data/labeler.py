@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from data.schema import FINDINGS
+from .schema import FINDINGS
 
 POSITIVE, UNCERTAIN, NEGATIVE, NOT_MENTIONED = 1, -1, 0, None
 NORMAL_HEART = "NORMAL_HEART"   # a statement that the heart is not enlarged (negative cardiomegaly)
