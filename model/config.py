@@ -44,6 +44,8 @@ class ModelConfig:
         self.modalities = tuple(self.modalities)
         if not self.modalities or set(self.modalities) - set(MODALITIES):
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
+        if set(self.clinical_inputs) - set(CLINICAL_INPUTS):
+            raise ValueError(f"clinical_inputs must be a subset of {CLINICAL_INPUTS}, got {tuple(self.clinical_inputs)}")
         self.clinical_inputs = tuple(i for i in CLINICAL_INPUTS if i in self.clinical_inputs)  # token order
         if "clinical" in self.modalities and not self.clinical_inputs:
             raise ValueError("modalities: 'clinical' needs a non-imaging input, and the cohort has none "
@@ -53,23 +55,33 @@ class ModelConfig:
                              f"num_heads={self.num_heads}")
 
     @classmethod
+    def for_cohort(cls, fields: dict, **settings) -> "ModelConfig":
+        """A configuration for a cohort that has ``fields`` (:func:`data.schema.fields_present`; a
+        group not named counts as present): its data tokens are the ``clinical_inputs`` asked for
+        (default all) that the cohort has; a cohort with none reads the image only, unless the
+        settings ask for ``modalities`` with clinical (then the error names the rule)."""
+        wanted = settings.pop("clinical_inputs", CLINICAL_INPUTS)
+        settings["clinical_inputs"] = tuple(i for i in wanted if fields.get(i, True))
+        if not settings["clinical_inputs"] and "modalities" not in settings:
+            settings["modalities"] = ("image",)
+        return cls(**settings)
+
+    @classmethod
     def for_dataset(cls, dataset, **overrides) -> "ModelConfig":
-        """Shapes and input blocks from a :class:`data.dataset.PreparedDataset` (a cohort without
-        any non-imaging input reads the image only); searched settings from overrides."""
+        """Shapes and input blocks from a :class:`data.dataset.PreparedDataset` (see
+        :meth:`for_cohort`); searched settings from overrides."""
         pre = dataset.preprocessor
         known = {f.name for f in fields(cls)}
         bad = set(overrides) - known
         if bad:
             raise ValueError(f"unknown model setting(s) {sorted(bad)}; known: {sorted(known)}")
-        present = dataset.meta.get("fields", {})  # datasets prepared before it was recorded have all
-        inputs = tuple(i for i in CLINICAL_INPUTS if present.get(i, True))
-        if not inputs and "modalities" not in overrides:
-            overrides["modalities"] = ("image",)
-        return cls(image_tokens=dataset.meta["tokens"], image_dim=dataset.meta["dim"], clinical_inputs=inputs,
-                   n_vitals=12, n_categoricals=sum(len(c) for c in pre.categories.values()),
-                   field_vocab=max(len(pre.tokenizers["chief_complaint"]), len(pre.tokenizers["icd_title"])),
-                   report_vocab=len(pre.tokenizers["report"]),
-                   report_length=pre.tokenizers["report"].max_length, **overrides)
+        # datasets prepared before the fields were recorded have them all
+        return cls.for_cohort(dataset.meta.get("fields", {}), image_tokens=dataset.meta["tokens"],
+                              image_dim=dataset.meta["dim"], n_vitals=12,
+                              n_categoricals=sum(len(c) for c in pre.categories.values()),
+                              field_vocab=max(len(pre.tokenizers["chief_complaint"]), len(pre.tokenizers["icd_title"])),
+                              report_vocab=len(pre.tokenizers["report"]),
+                              report_length=pre.tokenizers["report"].max_length, **overrides)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -153,6 +153,15 @@ CASES = [
     # ---- cohort tables: the column and the row
     Case("cohort column missing", [], r"cohort.parquet: missing column\(s\) \['report'\]", cohort=lambda df: df.drop(columns=["report"])),
     Case("cohort no rows", [], r"cohort.parquet: no rows$", cohort=lambda df: df.iloc[:0]),
+    Case("every objective needs acuity, which the cohort lacks", ["--search-space", "{space}"],
+         r"space.yaml: objectives: every objective \(val_oc_accuracy\) needs the oc task \(the cohort has no acuity\); "
+         r"the cohort .+/cohort cannot train it: choose a space with text or ml objectives$",
+         space="sampler: random\nobjectives: [{metric: val_oc_accuracy, mode: max}]\nfixed: {epochs: 1}\nparams:\n"
+               "  num_heads: {type: categorical, choices: [2]}\n", cohort=lambda df: df.assign(acuity=pd.NA)),
+    Case("every configuration trains only the task the cohort cannot", ["--search-space", "{space}"],
+         r"space.yaml: configs: every configuration trains only the oc task \(the cohort has no acuity\); ",
+         space="sampler: grid\nobjectives: [{metric: val_rouge_l, mode: max}, {metric: val_oc_accuracy, mode: max}]\n"
+               "fixed: {epochs: 1}\nconfigs:\n  - {name: STL-oc, tasks: [oc]}\n", cohort=lambda df: df.assign(acuity=pd.NA)),
     Case("acuity missing in some rows", [], r"column 'acuity', row 3 \(sample_id '.+'\): missing in 1 of \d+ rows; give acuity "
          r"for every study or for none", cohort=_set("acuity", 3, np.nan)),
     Case("acuity fractional", [], r"column 'acuity', row 5 .*: 2.5 \(float\) breaks the rule: integer 1-5", cohort=_set("acuity", 5, 2.5)),

@@ -51,16 +51,18 @@ def test_output_shapes_for_every_task_subset(tasks):
         assert np.all((out["oc"].numpy() > 0) & (out["oc"].numpy() < 1))
 
 
-@pytest.mark.parametrize("modalities, ignored, used", [
-    (("image",), ["vitals", "categoricals", "chief_complaint", "icd_title"], ["image_features"]),
-    (("clinical",), ["image_features"], ["vitals", "icd_title"]),
+@pytest.mark.parametrize("switches, ignored, used", [
+    ({"modalities": ("image",)}, ["vitals", "categoricals", "chief_complaint", "icd_title"], ["image_features"]),
+    ({"modalities": ("clinical",)}, ["image_features"], ["vitals", "icd_title"]),
+    # a cohort with an indication only (IU X-ray): one data token, the other inputs never read
+    ({"clinical_inputs": ("chief_complaint",)}, ["vitals", "categoricals", "icd_title"], ["image_features", "chief_complaint"]),
 ])
-def test_switched_off_modality_is_not_read(modalities, ignored, used):
+def test_switched_off_modality_is_not_read(switches, ignored, used):
     """Ablation: outputs must not move when a switched-off input changes, and must move when a
     used input changes; cached greedy decoding still equals the naive loop."""
     from model.decoding import greedy_decode, naive_greedy_decode
 
-    cfg = small_config(modalities=modalities)
+    cfg = small_config(**switches)
     model = build_model(cfg, seed=0)
     x = random_inputs(cfg)
     base = {k: v.numpy() for k, v in model(x).items()}
@@ -75,6 +77,21 @@ def test_switched_off_modality_is_not_read(modalities, ignored, used):
     np.testing.assert_array_equal(greedy_decode(model, x, max_len=8), naive_greedy_decode(model, x, max_len=8))
     with pytest.raises(ValueError, match="modalities must be a non-empty subset"):
         small_config(modalities=("image", "audio"))
+
+
+def test_the_data_block_has_one_token_per_input_the_cohort_has():
+    indication_only = ModelConfig.for_cohort({"vitals": False, "categoricals": False, "icd_title": False},
+                                             **{**SMALL, "image_tokens": 4, "image_dim": 16})
+    assert indication_only.clinical_inputs == ("chief_complaint",) and indication_only.modalities == ("image", "clinical")
+    model = build_model(indication_only, seed=0)
+    assert tuple(model.data_block(random_inputs(indication_only)).shape) == (3, 1, 24)  # (B, F, d)
+    names = [v.path for v in model.data_block.trainable_variables]  # an embedding, a dense kernel and bias, types
+    assert len(names) == 4 and all("chief_complaint" in n or n.endswith("/type") for n in names), names
+    nothing = ModelConfig.for_cohort({g: False for g in ("vitals", "categoricals", "chief_complaint", "icd_title")})
+    assert nothing.modalities == ("image",)  # no non-imaging input: the image only
+    with pytest.raises(ValueError, match="modalities: 'clinical' needs a non-imaging input"):
+        ModelConfig.for_cohort({g: False for g in ("vitals", "categoricals", "chief_complaint", "icd_title")},
+                               modalities=("image", "clinical"))
 
 
 def test_config_errors_state_the_rule():

@@ -33,6 +33,43 @@ def test_shipped_spaces_load(name):
     assert space.modes and set(space.modes) <= {"min", "max"}
 
 
+IU_FIELDS = {"vitals": False, "categoricals": False, "chief_complaint": True, "icd_title": False, "acuity": False}
+
+
+@pytest.mark.parametrize("name", ["paper", "weights", "full", "smoke", "ablation", "methods"])
+def test_every_shipped_space_runs_on_a_cohort_without_acuity(name):
+    """IU X-ray has no acuity: the OC task goes from every point of every shipped space, its
+    objectives with it, and what is left passes the space's checks."""
+    space = load_space(resolve(name))
+    oc_metrics = [m for m in space.metrics if m.startswith("val_oc")]
+    space.cohort_fields = IU_FIELDS
+    line = space.drop_tasks({"oc": "acuity"}, "the cohort C")
+    assert line.startswith(f"the cohort C has no acuity: task oc removed (its head, loss term and objective(s) "
+                           f"{', '.join(oc_metrics) or 'none'})")
+    assert space.check() == [] and space.metrics and not any(m.startswith("val_oc") for m in space.metrics)
+    for sampled in space._corners():
+        settings, _ = space.materialize(sampled)
+        assert settings["tasks"] and "oc" not in settings["tasks"] and settings.get("beta", 0.0) == 0.0
+
+
+def test_the_paper_grid_without_acuity_drops_stl_oc_and_rescales_the_weights():
+    space = load_space(resolve("paper"))
+    line = space.drop_tasks({"oc": "acuity"}, "the cohort C")
+    assert line.endswith("; configuration(s) STL-oc dropped")
+    assert [c["name"] for c in space.configs] == ["STL-text", "STL-ml", "MTL-EQ", "MTL-TP"]
+    settings, record = space.materialize({"config": "MTL-TP"})  # 0.6, 0.3, 0.1 without b: 0.6 / 0.7, 0.1 / 0.7
+    assert settings["tasks"] == ["text", "ml"]
+    assert (record["alpha"], record["beta"], record["gamma"]) == pytest.approx((6 / 7, 0.0, 1 / 7))
+    assert space.materialize({"config": "MTL-EQ"})[1]["alpha"] == pytest.approx(0.5)
+
+
+def test_a_space_needing_the_clinical_inputs_is_refused_on_a_cohort_without_any():
+    space = load_space(resolve("ablation"))
+    space.cohort_fields = {g: False for g in ("vitals", "categoricals", "chief_complaint", "icd_title")}
+    problems = space.check()
+    assert len(problems) == 1 and "configs[clinical-only]: modalities: 'clinical' needs a non-imaging input" in problems[0]
+
+
 def test_paper_grid_has_the_five_named_configurations():
     space = load_space(resolve("paper"))
     assert [c["name"] for c in space.configs] == ["STL-text", "STL-oc", "STL-ml", "MTL-EQ", "MTL-TP"]

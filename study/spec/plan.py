@@ -89,7 +89,7 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     _apply_scorers(args, space)
     space.repeats = args.repeats if args.repeats is not None else space.repeats
     args.repeats = space.repeats
-    fields = check_data(args)
+    space.cohort_fields = fields = check_data(args)
     missing = {task: column for task, column in OPTIONAL_TARGETS.items() if not fields.get(column, True)}
     tasks_removed = space.drop_tasks(missing, f"the cohort {cohort_dir_of(args)}")  # SearchSpaceError: all need them
     if tasks_removed:

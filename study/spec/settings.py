@@ -18,7 +18,7 @@ from model.weighting import STRATEGIES
 
 from study.evaluation.bertscore import BertScoreConfig
 
-MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks", "modalities"}
+MODEL_KEYS = {"d_model", "num_heads", "ff_dim", "decoder_layers", "dropout", "tasks", "modalities", "clinical_inputs"}
 # a strategy's options are set as <strategy>_<option> (cagrad_c, dwa_temperature, ...); static's
 # weights keep the paper's names a, b, c = alpha, beta, gamma
 STRATEGY_KEYS = {f"{name}_{option}" for name, (_, options) in STRATEGIES.items() if name != "static"
@@ -45,15 +45,17 @@ def _as_tuple(value):
     return tuple([value] if isinstance(value, str) else value)
 
 
-def build_configs(settings: dict, dataset=None, seed: int = 0):
+def build_configs(settings: dict, dataset=None, seed: int = 0, *, fields: dict | None = None):
     """``(ModelConfig, TrainConfig, eval options)`` from flat settings. With ``dataset`` (a
     :class:`data.dataset.PreparedDataset`) the model's input shapes come from it; without, the
-    defaults stand in (enough to check the settings). Raises ``ValueError`` naming the setting."""
+    defaults stand in (enough to check the settings), for a cohort with ``fields`` when given
+    (:meth:`model.config.ModelConfig.for_cohort`). Raises ``ValueError`` naming the setting."""
     model_kw = {k: v for k, v in settings.items() if k in MODEL_KEYS}
-    for key in ("tasks", "modalities"):  # a single name or a list in YAML
+    for key in ("tasks", "modalities", "clinical_inputs"):  # a single name or a list in YAML
         if key in model_kw:
             model_kw[key] = _as_tuple(model_kw[key])
-    model_cfg = ModelConfig.for_dataset(dataset, **model_kw) if dataset is not None else ModelConfig(**model_kw)
+    model_cfg = (ModelConfig.for_dataset(dataset, **model_kw) if dataset is not None else
+                 ModelConfig.for_cohort(fields or {}, **model_kw))
     weighting = settings.get("weighting", "static")
     options = {}
     if weighting == "static":

@@ -55,6 +55,8 @@ from pathlib import Path
 
 import optuna
 
+from model.config import CLINICAL_INPUTS
+
 from study.evaluation.names import task_of_metric
 
 from .settings import LOSS_WEIGHTS, SETTING_KEYS, TASKS, build_configs, strategy_of_setting
@@ -94,6 +96,7 @@ class SearchSpace:
     repeats: int = 1
     baseline: str | None = None
     removed_tasks: tuple = ()   # tasks the cohort cannot train (see drop_tasks)
+    cohort_fields: dict = field(default_factory=dict)  # what the cohort has (data.schema.fields_present)
 
     # ---- what Optuna/Tune need ----------------------------------------------------------------
     @property
@@ -242,7 +245,7 @@ class SearchSpace:
         for sampled in self._corners():
             settings, record = self.materialize(sampled)
             try:
-                model_cfg, _, _ = build_configs(settings)
+                model_cfg, _, _ = build_configs(settings, fields=self.cohort_fields)
             except ValueError as exc:
                 where = (f"configs[{sampled['config']}]" if "config" in sampled else "params at " + ", ".join(
                     f"{k}={round(v, 3) if isinstance(v, float) else v!r}" for k, v in record.items() if "_u" not in k))
@@ -346,6 +349,10 @@ def check_setting(path, where, key, value):
         chosen = [value] if isinstance(value, str) else value
         if not chosen or set(chosen) - {"image", "clinical"}:
             fail(path, f"{where}.modalities", f"must be a non-empty list from [image, clinical], got {value!r}")
+    if key == "clinical_inputs":
+        chosen = [value] if isinstance(value, str) else value
+        if not chosen or set(chosen) - set(CLINICAL_INPUTS):
+            fail(path, f"{where}.clinical_inputs", f"must be a non-empty list from {list(CLINICAL_INPUTS)}, got {value!r}")
     try:  # the value on its own (with every other setting at its default)
         build_configs({key: value})
     except ValueError as exc:
