@@ -157,5 +157,18 @@ def refused_agreement(_=None) -> str:
     return "\n".join(rows) + "\n"
 
 
+def refused_builders(_=None) -> str:
+    """Each refused input of the three cohort builders (the cases of ``tests/test_data.py``)."""
+    from tests.test_data import BUILDER_REFUSALS, builder_refusal
+
+    rows = ["| command | bad input | message (one line, exit status 1) |", "|---|---|---|"]
+    for command, argv, _ in BUILDER_REFUSALS:
+        with tempfile.TemporaryDirectory() as tmp:
+            shown = " ".join(a.replace("{tmp}", "DIR") for a in argv)
+            rows.append(f"| `{command}` | `{_cell(shown)}` | `` {_cell(builder_refusal(command, argv, Path(tmp)))} `` |")
+    return "\n".join(rows) + "\n"
+
+
 GENERATORS = {"cli": cli, "cohort": cohort, "columns": columns, "settings": settings, "docstring": docstring,
-              "refused": refused, "refused_bundle": refused_bundle, "refused_agreement": refused_agreement}
+              "refused": refused, "refused_bundle": refused_bundle, "refused_agreement": refused_agreement,
+              "refused_builders": refused_builders}
