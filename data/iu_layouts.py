@@ -85,29 +85,31 @@ def _row(uid, frontal, rule, findings, impression, indication, mesh, split=None)
             "indication": _text(indication) or None, "mesh": mesh, "split": split}
 
 
-def _first_frontal(images: list[str], views: dict) -> tuple[str | None, str | None]:
-    """The first listed image of a frontal view, else the first listed; and the rule used."""
-    frontal = next((i for i in images if views.get(i) in FRONTAL_VIEWS), None)
-    if frontal is not None:
-        return frontal, "view_position"
+def _first_frontal(images: list[str], frontal: dict, rule: str) -> tuple[str | None, str | None]:
+    """The first listed image that ``frontal`` marks as a frontal view (the rule named ``rule``),
+    else the first listed (``first_listed``); ``(None, None)`` for a report without images."""
+    chosen = next((i for i in images if frontal.get(i)), None)
+    if chosen is not None:
+        return chosen, rule
     return (images[0], "first_listed") if images else (None, None)
 
 
 def _openi(source: Path) -> list[dict]:
     reports = read_reports(source)
     pngs = {p.stem: p.resolve() for p in source.rglob("*.png")}
-    views = _dicom_views(source)
+    frontal = _dicom_frontal(source)
     rows = []
     for r in reports:
-        image, rule = _first_frontal(r.images, views)
+        image, rule = _first_frontal(r.images, frontal, "view_position")
         path = pngs.get(image, source / f"{image}.png") if image else None
         rows.append(_row(r.uid, path, rule, r.sections["FINDINGS"], r.sections["IMPRESSION"],
                          r.sections["INDICATION"], list(r.mesh)))
     return rows
 
 
-def _dicom_views(source: Path) -> dict:
-    """Image id -> DICOM View Position, from the metadata file when the folder holds one."""
+def _dicom_frontal(source: Path) -> dict:
+    """Image id -> whether its DICOM View Position is frontal (PA or AP), from the metadata file
+    when the folder holds one (else empty: every report takes its first listed image)."""
     path = next((source / name for name in DICOM_METADATA if (source / name).is_file()), None)
     if path is None:
         return {}
@@ -115,7 +117,7 @@ def _dicom_views(source: Path) -> dict:
         table = pd.read_csv(path, usecols=["imageid", "View Position"], dtype=str)
     except ValueError as exc:  # pandas names the missing column
         raise IUError(f"{path}: expected the columns imageid and View Position ({exc})") from None
-    return dict(zip(table["imageid"], table["View Position"].str.upper()))
+    return dict(zip(table["imageid"], table["View Position"].str.upper().isin(FRONTAL_VIEWS)))
 
 
 def _annotation(path: Path) -> list[dict]:
@@ -168,9 +170,8 @@ def _kaggle(source: Path) -> list[dict]:
     rows = []
     for r in tables["indiana_reports.csv"].itertuples(index=False):
         views = listed.get_group(r.uid) if r.uid in listed.groups else projections.iloc[:0]
-        image, rule = _first_frontal(list(views["filename"]), dict(zip(views["filename"], views["projection"].map(
-            lambda p: "PA" if str(p).lower() == "frontal" else str(p)))))
-        rule = "projection_table" if rule == "view_position" else rule
+        frontal = dict(zip(views["filename"], views["projection"].astype(str).str.lower() == "frontal"))
+        image, rule = _first_frontal(list(views["filename"]), frontal, "projection_table")
         mesh = [t.strip() for t in r.MeSH.split(";") if t.strip()] if isinstance(r.MeSH, str) else []
         rows.append(_row(r.uid, (images / image).resolve() if image else None, rule, r.findings, r.impression,
                          r.indication, mesh))

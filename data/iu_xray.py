@@ -118,6 +118,8 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     if args.seed < 0:
         raise SystemExit(f"--seed {args.seed}: must be an integer >= 0")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SystemExit(f"--out {args.out}: a file, not a folder; name a cohort directory to write")
     if args.split_file is not None and not Path(args.split_file).is_file():
         raise SystemExit(f"--split-file {args.split_file}: file not found")
     try:

@@ -387,3 +387,18 @@ def test_retrain_on_train_and_validate_trains_new_seeds_and_exports_them(studied
     export_main([*argv, "--out", str(tmp_path / "again")])  # resumes the finished study: nothing trains
     assert pd.read_parquet(target / "trials.parquet")["trial_id"].tolist() == again["trial_id"].tolist()
     assert len(json.loads((target / "study.json").read_text())["runs"]) == 2
+
+
+def test_the_card_says_what_the_model_reads_and_learns():
+    from study.bundle.card import model_sentence
+
+    iu = {"vitals": False, "categoricals": False, "chief_complaint": True, "icd_title": False, "acuity": False}
+    assert model_sentence({"tasks": ["text", "ml"]}, iu) == (
+        "A cross-modal multi-task network reading image features and the chief complaint (or indication), "
+        "trained on 2 tasks: the report, five findings.")
+    assert model_sentence({}, {}) == (
+        "A cross-modal multi-task network reading image features and six triage vitals, gender and ethnicity, "
+        "the chief complaint (or indication), the ICD title, trained on 3 tasks: the report, ordinal acuity 1-5, "
+        "five findings.")
+    assert model_sentence({"tasks": "text", "modalities": ["image"]}, {}) == (
+        "A single-task network reading image features, trained on 1 task: the report.")

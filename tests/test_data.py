@@ -496,6 +496,8 @@ BUILDER_REFUSALS = [
      "DIR/kaggle/indiana_reports.csv: missing column(s) ['MeSH']"),
     ("data.iu_xray", ["--source", "{tmp}/noimage", "--out", "{tmp}/c", "--split-file", "{tmp}/nowhere.json"],
      "--split-file DIR/nowhere.json: file not found"),
+    ("data.iu_xray", ["--source", "{tmp}/noimage", "--out", "{tmp}/other/notes.txt"],
+     "--out DIR/other/notes.txt: a file, not a folder; name a cohort directory to write"),
     ("data.iu_xray", ["--source", "{tmp}/noimage", "--out", "{tmp}/c", "--labels", "chexpert"],
      "python -m data.iu_xray: argument --labels: invalid choice: 'chexpert' (choose from 'mesh', 'labeler')"),
 ]

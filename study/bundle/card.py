@@ -21,6 +21,26 @@ LIMITS = ("Research use only. Not a medical device: not validated for diagnosis,
           "Generated reports can state findings that are not in the image and miss findings that are.")
 
 
+TASK_WORDS = {"text": "the report", "oc": "ordinal acuity 1-5", "ml": "five findings"}
+INPUT_WORDS = {"vitals": "six triage vitals", "categoricals": "gender and ethnicity",
+               "chief_complaint": "the chief complaint (or indication)", "icd_title": "the ICD title"}
+
+
+def model_sentence(settings: dict, fields: dict) -> str:
+    """What the model reads and learns, from its settings and the cohort's fields (a task or an
+    input group the settings do not name, or the fields do not deny, is there)."""
+    tasks = settings.get("tasks", list(TASK_WORDS))
+    tasks = [tasks] if isinstance(tasks, str) else tasks
+    modalities = settings.get("modalities", ["image", "clinical"])
+    wanted = settings.get("clinical_inputs", list(INPUT_WORDS))
+    inputs = [INPUT_WORDS[g] for g in INPUT_WORDS if g in wanted and fields.get(g, True)] if "clinical" in modalities else []
+    reads = " and ".join(filter(None, ["image features" if "image" in modalities else "", ", ".join(inputs)]))
+    learns = ", ".join(TASK_WORDS[t] for t in TASK_WORDS if t in tasks)
+    kind = ("cross-modal " if "image" in modalities and inputs else "") + ("multi" if len(tasks) > 1 else "single")
+    return (f"A {kind}-task network reading {reads}, trained on {len(tasks)} task{'s' if len(tasks) > 1 else ''}: "
+            f"{learns}.")
+
+
 def _interval(mean, low, high, n) -> dict:
     return {"mean": None if pd.isna(mean) else float(mean), "seeds": int(n),
             "ci95": None if pd.isna(low) else [float(low), float(high)]}
@@ -49,7 +69,7 @@ def card_data(*, config: pd.Series, seeds: list[dict], default_seed: dict, study
         "data": {"source": study.get("data", {}).get("source"), "cohort_dir": dataset_meta.get("cohort_dir"),
                  "fingerprint": dataset_meta.get("fingerprint"), "split_sizes": dataset_meta.get("split_sizes"),
                  "image_encoder": dataset_meta.get("encoder"), "encoder_weights_loaded": dataset_meta.get("weights_used"),
-                 "warning": dataset_meta.get("warning")},
+                 "warning": dataset_meta.get("warning"), "fields": dataset_meta.get("fields", {})},
         "seeds": [{k: s[k] for k in ("seed", "trial_id", "best_epoch", "validation")} for s in seeds],
         "default_seed": default_seed,
         "metrics": metrics,
@@ -89,8 +109,7 @@ def card_markdown(card: dict) -> str:
         "",
         "## Model",
         "",
-        "A cross-modal multi-task network (image features plus ten non-imaging features) trained on "
-        "three tasks at once: the report, ordinal acuity 1-5 and five findings.",
+        model_sentence(card["configuration"].get("settings", {}), data.get("fields", {})),
         "",
         f"- configuration: `{card['config_id']}` ({params})",
         f"- study: {card['study']['name']} (created {card['study']['created']})",
