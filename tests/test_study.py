@@ -63,6 +63,19 @@ def test_the_paper_grid_without_acuity_drops_stl_oc_and_rescales_the_weights():
     assert space.materialize({"config": "MTL-EQ"})[1]["alpha"] == pytest.approx(0.5)
 
 
+def test_searched_task_choices_keep_what_the_cohort_can_train(tmp_path):
+    path = tmp_path / "tasks.yaml"
+    path.write_text("sampler: random\nfixed: {epochs: 1}\nparams:\n"
+                    "  tasks: {type: categorical, choices: [[text], [oc], [text, oc], [text, oc, ml]]}\n")
+    space = load_space(path)
+    space.drop_tasks({"oc": "acuity"}, "the cohort C")
+    assert space.params["tasks"]["choices"] == [["text"], ["text", "ml"]]  # [oc] gone, [text, oc] is [text]
+    path.write_text("sampler: random\nobjectives: [{metric: val_rouge_l, mode: max}]\nfixed: {epochs: 1}\n"
+                    "params:\n  tasks: {type: categorical, choices: [[oc]]}\n")
+    with pytest.raises(SearchSpaceError, match=r"params.tasks: every choice trains only the oc task"):
+        load_space(path).drop_tasks({"oc": "acuity"}, "the cohort C")
+
+
 def test_a_space_needing_the_clinical_inputs_is_refused_on_a_cohort_without_any():
     space = load_space(resolve("ablation"))
     space.cohort_fields = {g: False for g in ("vitals", "categoricals", "chief_complaint", "icd_title")}

@@ -221,6 +221,8 @@ class SearchSpace:
                 kept = self._trains({"tasks": choice}, gone)
                 if kept and kept not in choices:
                     choices.append(kept)
+            if not choices:
+                fail(self.path, "params.tasks", f"every choice trains only {needs}; {cohort} cannot train it")
             self.params["tasks"]["choices"] = choices
         self.objectives = [o for o in self.objectives if o["metric"] not in lost]
         self.configs = [c for c in self.configs if c["name"] not in dropped]
