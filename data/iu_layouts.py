@@ -9,7 +9,8 @@
   "image_path", "split"}]}``) with ``images/<id>/0.png, 1.png``, as R2Gen (Chen et al., EMNLP
   2020) distributes it: its own report text and split, no MeSH terms and no indication.
 * **Kaggle** (``kaggle``): ``indiana_reports.csv`` (uid, MeSH, indication, findings, impression,
-  ...) and ``indiana_projections.csv`` (uid, filename, projection) with ``images_normalized/``.
+  ...) and ``indiana_projections.csv`` (uid, filename, projection) with ``images_normalized/``
+  (or ``images/images_normalized/``, as the Kaggle download unpacks).
 
 :func:`read_layout` gives one row per report whatever the layout (:data:`TABLE_COLUMNS`); a
 layout is recognised by those files (:func:`detect_layout`, in the order above reversed: a
@@ -162,9 +163,10 @@ def _kaggle(source: Path) -> list[dict]:
         missing = [c for c in columns if c not in tables[name].columns]
         if missing:
             raise IUError(f"{path}: missing column(s) {missing}; found {list(tables[name].columns)}")
-    images = source / "images_normalized"
-    if not images.is_dir():
-        raise IUError(f"{images}: folder not found; Kaggle's layout holds the two CSVs beside images_normalized/")
+    images = next((f for f in (source / "images_normalized", source / "images" / "images_normalized") if f.is_dir()), None)
+    if images is None:
+        raise IUError(f"{source / 'images_normalized'}: folder not found (nor images/images_normalized); Kaggle's "
+                      f"layout holds the two CSVs beside images_normalized/")
     projections = tables["indiana_projections.csv"]
     listed = projections.groupby("uid", sort=False)
     rows = []

@@ -129,6 +129,16 @@ def test_splits_are_by_patient_in_the_stated_proportions(built):
         assert abs((openi["split"] == split).sum() - fraction * len(openi)) <= 1, split
 
 
+def test_kaggle_images_one_folder_down_as_the_download_unpacks(tmp_path):
+    layouts = write_layouts(tmp_path / "layouts", keep=30)
+    build(layouts["kaggle"], tmp_path / "flat")
+    flat = [os.stat(p).st_ino for p in read_cohort(tmp_path / "flat")["image_path"]]
+    (layouts["kaggle"] / "images").mkdir()
+    (layouts["kaggle"] / "images_normalized").rename(layouts["kaggle"] / "images" / "images_normalized")
+    build(layouts["kaggle"], tmp_path / "nested")
+    assert len(flat) > 20 and flat == [os.stat(p).st_ino for p in read_cohort(tmp_path / "nested")["image_path"]]
+
+
 @pytest.mark.slow
 def test_a_smoke_study_runs_on_an_iu_cohort_without_its_oc_task(tmp_path):
     from study.run import run_study
