@@ -56,7 +56,6 @@ from pathlib import Path
 import optuna
 
 from model.config import CLINICAL_INPUTS
-
 from study.evaluation.names import task_of_metric
 
 from .settings import LOSS_WEIGHTS, SETTING_KEYS, TASKS, build_configs, strategy_of_setting
@@ -205,9 +204,9 @@ class SearchSpace:
         stay on the simplex). Returns the one line that says so, or ``None`` when nothing changes;
         raises :class:`SearchSpaceError` when every objective or configuration needs them."""
         gone = {t: f for t, f in missing.items() if t in TASKS}
-        lost = [m for m in self.metrics if task_of_metric(m) in gone]
         if not gone:
             return None
+        lost = [m for m in self.metrics if task_of_metric(m) in gone]
         needs = " and ".join(f"the {t} task (the cohort has no {f})" for t, f in gone.items())
         if len(lost) == len(self.objectives):
             fail(self.path, "objectives", f"every objective ({', '.join(lost)}) needs {needs}; {cohort} cannot "
