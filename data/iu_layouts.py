@@ -26,7 +26,6 @@ import pandas as pd
 
 from .iu_reports import REPORTS_DIR, IUError, read_reports
 
-LAYOUTS = ("openi", "r2gen", "kaggle")
 # one row per report: its number; the frontal image (path, or None when it lists none) and the
 # rule that chose it; the text to generate (FINDINGS, else IMPRESSION, else None); what the
 # labeler reads (FINDINGS and IMPRESSION together, what the curators indexed); the INDICATION;

@@ -10,6 +10,7 @@ import pandas as pd
 from study.analysis.configs import metric_columns
 from study.analysis.summary import PARAM_LABELS
 from study.evaluation.names import bare_metric
+from study.spec.settings import build_configs
 
 INTENDED_USE = ("Research on automated chest X-ray report generation and multi-task loss weighting: "
                 "comparing configurations, reproducing a study's numbers, looking at what a chosen "
@@ -27,18 +28,15 @@ INPUT_WORDS = {"vitals": "six triage vitals", "categoricals": "gender and ethnic
 
 
 def model_sentence(settings: dict, fields: dict) -> str:
-    """What the model reads and learns, from its settings and the cohort's fields (a task or an
-    input group the settings do not name, or the fields do not deny, is there)."""
-    tasks = settings.get("tasks", list(TASK_WORDS))
-    tasks = [tasks] if isinstance(tasks, str) else tasks
-    modalities = settings.get("modalities", ["image", "clinical"])
-    wanted = settings.get("clinical_inputs", list(INPUT_WORDS))
-    inputs = [INPUT_WORDS[g] for g in INPUT_WORDS if g in wanted and fields.get(g, True)] if "clinical" in modalities else []
-    reads = " and ".join(filter(None, ["image features" if "image" in modalities else "", ", ".join(inputs)]))
-    learns = ", ".join(TASK_WORDS[t] for t in TASK_WORDS if t in tasks)
-    kind = ("cross-modal " if "image" in modalities and inputs else "") + ("multi" if len(tasks) > 1 else "single")
-    return (f"A {kind}-task network reading {reads}, trained on {len(tasks)} task{'s' if len(tasks) > 1 else ''}: "
-            f"{learns}.")
+    """What the model reads and learns: its settings and the cohort's fields built into the model's
+    configuration by the rule every trial uses (:func:`study.spec.settings.build_configs`)."""
+    cfg, _, _ = build_configs(settings, fields=fields)
+    inputs = [INPUT_WORDS[g] for g in cfg.clinical_inputs] if "clinical" in cfg.modalities else []
+    reads = " and ".join(filter(None, ["image features" if "image" in cfg.modalities else "", ", ".join(inputs)]))
+    learns = ", ".join(TASK_WORDS[t] for t in cfg.tasks)
+    n = len(cfg.tasks)
+    kind = ("cross-modal " if "image" in cfg.modalities and inputs else "") + ("multi" if n > 1 else "single")
+    return f"A {kind}-task network reading {reads}, trained on {n} task{'s' if n > 1 else ''}: {learns}."
 
 
 def _interval(mean, low, high, n) -> dict:
