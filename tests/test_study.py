@@ -217,6 +217,49 @@ def test_searcher_study_on_disk_records_curves_and_takes_back_a_draw_lost_in_a_k
     assert len(trials) == 2 and [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]
 
 
+def test_curves_are_written_at_most_every_few_seconds_and_whole_at_the_end(tmp_path, monkeypatch):
+    """A trial waits at each report until the driver has handled it, so the per-epoch record is
+    written at most once per CURVE_WRITE_SECONDS per configuration; nothing is lost: a seed's end
+    and a searcher save write every epoch. Two seeds interleaved as concurrent trials report: each
+    epoch's intermediate value is the sum of that epoch's task means over the seeds that reached
+    it (hand-computed). The old code wrote every epoch and gave epoch 1 the value of epoch 2, the
+    newest epoch then in the curve."""
+    import optuna
+
+    from study.sweep import search as search_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(search_module.time, "monotonic", lambda: clock[0])
+    search = _search(tmp_path, load_space(resolve("smoke")), 2)
+    search.suggest("t0"), search.suggest("t1")
+    writes = []
+    for name in ("set_trial_user_attr", "set_trial_intermediate_value"):
+        real = getattr(search.storage, name)
+        monkeypatch.setattr(search.storage, name, lambda *a, _real=real, _name=name: (writes.append(_name), _real(*a)))
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    def stored():
+        return optuna.load_study(study_name="s", storage=url).trials[0]
+
+    search.on_trial_result("t0", {"epoch": 1, "val_loss_text": 2.0, "val_loss_oc": 1.0})
+    assert stored().intermediate_values == {1: 3.0} and len(writes) == 3  # the first epoch: at once
+    clock[0] += 1.0
+    search.on_trial_result("t0", {"epoch": 2, "val_loss_text": 1.0, "val_loss_oc": 0.5})
+    search.on_trial_result("t1", {"epoch": 1, "val_loss_text": 4.0, "val_loss_oc": 3.0})
+    assert len(writes) == 3 and stored().intermediate_values == {1: 3.0}  # within the interval: kept
+    clock[0] += search_module.CURVE_WRITE_SECONDS
+    search.on_trial_result("t0", {"epoch": 3, "val_loss_text": 0.5, "val_loss_oc": 0.25})
+    assert stored().intermediate_values == pytest.approx({1: 3.0 + 2.0, 2: 1.5, 3: 0.75})
+    search.on_trial_result("t1", {"epoch": 2, "val_loss_text": 3.0, "val_loss_oc": 2.0})
+    search.save(str(tmp_path / "searcher.pkl"))  # a checkpoint: optuna.db holds what it holds
+    assert stored().intermediate_values == pytest.approx({1: 5.0, 2: (1.0 + 3.0) / 2 + (0.5 + 2.0) / 2, 3: 0.75})
+    search.on_trial_result("t1", {"epoch": 3, "val_loss_text": 1.5, "val_loss_oc": 1.25})
+    search.on_trial_complete("t1", {"val_rouge_l": 0.4, "val_oc_accuracy": 0.3, "val_ml_f1": 0.3})
+    done = stored()
+    assert done.intermediate_values == pytest.approx({1: 5.0, 2: 3.25, 3: (0.5 + 1.5) / 2 + (0.25 + 1.25) / 2})
+    assert done.user_attrs["val_loss_text"] == pytest.approx([3.0, 2.0, 1.0])
+
+
 def test_unfinished_counts_stopped_and_failed_trials_as_final(tmp_path):
     """Statuses as the records give them: a finished, a failed and a stopped trial are final; a
     trial with only a checkpoint (killed mid-training) is owed."""
@@ -432,6 +475,12 @@ def test_paper_grid_sweep_writes_contract_files_and_reproduces(tmp_path):
         assert (kept / "weights.npz").exists() and not (kept / "checkpoint").exists()
         assert json.loads((kept / "model.json").read_text())["model_config"]["num_heads"] >= 1
     assert not (exp / "driver.lock").exists()  # the driver let go of its study
+    # Tune's own loggers are off: no second copy of every result in ray/tune_*/ (and no torch
+    # import in the driver for the TensorBoard one)
+    assert list((exp / "ray").glob("experiment_state-*.json"))  # Tune's state is there
+    logged = [p for p in (exp / "ray").rglob("*") if p.name in ("progress.csv", "result.json", "params.pkl")
+              or p.name.startswith("events.out.tfevents")]
+    assert not logged, logged
 
     again = load(sweep(tmp_path, "--search-space", "paper", "--max-epochs", "1", "--repeats", "2",
                        "--name", "paper-again", "--max-concurrent", "1"))["trials"]

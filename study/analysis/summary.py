@@ -11,7 +11,22 @@ import pandas as pd
 from study.results.layout import STUDY
 
 from .overfitting import OVERFIT_TOLERANCE
-from .plots import CAPTIONS
+
+CAPTIONS = {  # what to look for in each plot
+    "pareto": "Task trade-offs: each point a configuration's mean over seeds with its 95 % interval; "
+              "ringed points are on the front, the colour is P(on front).",
+    "simplex": "Loss weights a, b, c on the simplex, coloured by each objective's mean; ringed points are on the front.",
+    "learning_curves": "Validation (solid) and training (dashed) losses of the best configuration per objective, "
+                       "mean over seeds with a band of one standard deviation.",
+    "stl_vs_mtl_curves": "Each single-task configuration beside the best multi-task one: where validation loss turns up.",
+    "stl_vs_mtl_overfitting": "Epoch of the best validation loss per task, single-task against multi-task runs.",
+    "hypervolume": "How the front's hypervolume grew as configurations completed; the bars are its 95 % "
+                   "bootstrap interval along the way, the last one the summary's (none from one seed).",
+    "methods": "Each weighting method's configurations on the tuned static front (filled: no static mean dominates it).",
+    "importance": "Which settings matter for each objective, over configuration means: fANOVA (Optuna's default; "
+                  "share of variance) beside PED-ANOVA (what optuna-dashboard shows; what sets the best 10 % "
+                  "apart); the loss weights as a, b, c where the dashboard shows the sampler's u1, u2.",
+}
 
 
 def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:

@@ -24,6 +24,12 @@ from .trainable import trainable
 
 log = logging.getLogger(__name__)
 
+# Tune adds CSV, JSON and TensorBoard loggers of its own unless told not to (Ray's documented
+# switch). They write every epoch's result again into ray/tune_*/, which nothing reads (the study
+# keeps its own records), and the TensorBoard one imports torch in the driver: about 3 s of every
+# study's start. Set to 0 to have them back.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
 
 class ResultsCallback(tune.Callback):
     """Driver side: record how each trial ended and add it to ``trials.parquet`` as trials finish
