@@ -37,6 +37,24 @@ def test_overhead_breakdown_is_the_difference_of_each_phase():
                                    "between_trials": 4.0, "after_last_trial": 1.3, "trial_records": 0.2})
 
 
+
+def test_paired_rounds_take_the_median_ratio_and_average_each_phase():
+    """Three rounds worked out by hand: ratios 1.10, 1.25, 1.04; median 1.10, range 1.04-1.25."""
+    zero = dict.fromkeys(sweep.BREAKDOWN, 0.0)
+
+    def side(wall, before):
+        return {**zero, "wall": wall, "before_first_trial": before}
+
+    rounds = [{"tune": side(110.0, 10.0), "plain": side(100.0, 4.0)},
+              {"tune": side(125.0, 9.0), "plain": side(100.0, 3.0)},
+              {"tune": side(104.0, 8.0), "plain": side(100.0, 5.0)}]
+    paired = sweep.paired_rounds(rounds)
+    assert paired["ratios"] == pytest.approx([1.10, 1.25, 1.04])
+    assert paired["median_ratio"] == pytest.approx(1.10)  # not the mean (1.13) nor the ratio of sums
+    assert paired["range"] == pytest.approx((1.04, 1.25))
+    assert paired["mean_breakdown"]["before_first_trial"] == pytest.approx((6 + 6 + 3) / 3)
+    assert [b["before_first_trial"] for b in paired["breakdowns"]] == pytest.approx([6.0, 6.0, 3.0])
+
 def test_scaling_model_arithmetic():
     parts = dict(setup=2.0, train=90.0, evaluation=6.0, between=2.0, worker_start=20.0, efficiency=0.9)
     assert sweep.scaling_model(1, 1, **parts) == pytest.approx(3600 / 100)
@@ -131,9 +149,11 @@ def test_every_benchmark_runs_at_quick_size_and_writes_results(tmp_path, capsys)
 
     runs = by_name["sweep"]["details"]
     assert runs["same_settings"] is True and runs["train_worker_start"] > 0
-    tune, plain = runs["runs"]["tune1"], runs["runs"]["plain"]
-    assert tune["trials"] == plain["trials"] == 2 and tune["ray_start"] > 0
-    assert sum(runs["overhead_breakdown"].values()) == pytest.approx(tune["wall"] - plain["wall"], abs=0.01)
+    assert len(runs["rounds"]) == 1 == len(runs["ratios"])  # --quick: one round
+    for rnd, parts in zip(runs["rounds"], runs["overhead_breakdowns"]):
+        tune, plain = rnd["tune"], rnd["plain"]
+        assert tune["trials"] == plain["trials"] == 2 and tune["ray_start"] > 0
+        assert sum(parts.values()) == pytest.approx(tune["wall"] - plain["wall"], abs=0.01)
 
 
 def test_packed_trials_per_gpu_hour_by_hand():
