@@ -51,6 +51,9 @@ def test_paired_rounds_take_the_median_ratio_and_average_each_phase():
     paired = sweep.paired_rounds(rounds)
     assert paired["ratios"] == pytest.approx([1.10, 1.25, 1.04])
     assert paired["median_ratio"] == pytest.approx(1.10)  # not the mean (1.13) nor the ratio of sums
+    assert paired["median_round"] == 0  # the walls reported beside it: 110 s and 100 s, one round's
+    four = sweep.paired_rounds([*rounds, {"tune": side(130.0, 9.0), "plain": side(100.0, 3.0)}])
+    assert (four["median_round"], four["median_ratio"]) == (0, pytest.approx(1.10))  # lower middle of 1.04, 1.10, 1.25, 1.30
     assert paired["range"] == pytest.approx((1.04, 1.25))
     assert paired["mean_breakdown"]["before_first_trial"] == pytest.approx((6 + 6 + 3) / 3)
     assert [b["before_first_trial"] for b in paired["breakdowns"]] == pytest.approx([6.0, 6.0, 3.0])
